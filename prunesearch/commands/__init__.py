@@ -1,0 +1,1 @@
+"""CLI sub-commands, one module each (see prunesearch/cli.py for the module contract)."""

@@ -1,0 +1,56 @@
+"""Helpers shared by the CLI commands: consoles, JSON output, option parsing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from ..errors import ConfigError
+
+_out: Console | None = None
+_err: Console | None = None
+
+
+def console() -> Console:
+    global _out
+    if _out is None:
+        _out = Console(highlight=False)
+    return _out
+
+
+def err_console() -> Console:
+    global _err
+    if _err is None:
+        _err = Console(stderr=True, highlight=False)
+    return _err
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    sys.stdout.write(json.dumps(obj, indent=None, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def parse_budgets(text: str) -> list[float]:
+    """'0.2,0.4,0.6' -> [0.2, 0.4, 0.6]; budgets are fractions (<= 1) or absolute counts (> 1)."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part.replace("_", ""))
+        except ValueError:
+            raise ConfigError(
+                f"budget '{part}' is not a number; give fractions of the base model like 0.2,0.4 "
+                "or absolute parameter counts like 250000"
+            ) from None
+        if value <= 0:
+            raise ConfigError(f"budget {part} must be positive; give e.g. 0.2,0.4,0.6")
+        out.append(value)
+    if not out:
+        raise ConfigError(f"no budgets in '{text}'; give e.g. --budgets 0.2,0.4,0.6")
+    return out
