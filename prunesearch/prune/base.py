@@ -1,0 +1,237 @@
+"""The pruning-method contract, its result, and the registry ``METHODS``.
+
+A pruning method is an *architecture generator*: run on a (trained) base model it says which
+channels (structured) or weights (unstructured) to keep. From that keep set come
+
+- ``result.arch``: the pruned, physically narrow :class:`~prunesearch.arch.Architecture`
+  (for sparse methods: the dense widths plus per-conv ``densities``);
+- ``result.state_dict``: the base model's weights sliced to the kept channels, which
+  ``build_model(result.arch).load_state_dict(result.state_dict)`` accepts strictly (fine-tuning);
+- ``result.keep`` / ``result.masks``: which channels / weights survived, so that patterns and rules
+  (``prunesearch.rules``) can be extracted without looking at modules.
+
+Writing a method (issue 4 and 5 methods all follow this)::
+
+    @register
+    class MyMethod(PruningMethod):
+        name = "mine"
+        structured = True
+
+        def regularizer(self, arch, **options):       # optional: what the base must train with
+            return None
+
+        def prune(self, model, arch, *, budget=None, ratio=None, data=None, **options):
+            check_request(self, arch, budget, ratio)
+            scores = [...]                             # one 1-D tensor per slot (None = not prunable)
+            return prune_by_scores(self, model, arch, scores, budget=budget, ratio=ratio)
+
+``prune_by_scores`` (in ``prunesearch.prune.channels``) is the shared machinery: one global
+threshold over all scored channels (reference semantics), tie groups, the minimum-width guard,
+bisection to a parameter budget, keep sets -> widths/selections, and weight inheritance. A method
+with a different selection procedure (ThiNet's greedy search, regression) builds its own keep sets
+and finishes with ``result_from_keep``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..arch import Architecture, count_macs, count_params, get_family
+from ..arch.budget import unpruned
+from ..errors import ConfigError
+from ..registry import Registry
+
+if TYPE_CHECKING:  # torch stays out of the import path of torch-free callers
+    import torch
+    from torch import nn
+
+    from ..data import Dataset
+    from ..train import TrainHook
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a pruning method produced.
+
+    - ``arch``: the pruned architecture. Structured: narrow widths (PreResNet/DenseNet also carry
+      ``selections``, the kept input-channel indices of each selection slot, ``None`` where the
+      selection is the identity/prefix). Unstructured: the base widths plus ``densities``.
+    - ``base``: the unpruned architecture the model was built from.
+    - ``keep``: structured only; per slot (in ``get_family(f).slots(base)`` order) the sorted kept
+      channel indices, in the base model's channel numbering. ``len(keep[i]) == arch.widths[i]``.
+    - ``masks``: unstructured only; per conv (``conv_index`` order) a float 0/1 tensor shaped like
+      the conv weight. Give them to ``build_model(arch, masks=masks)``.
+    - ``state_dict``: inherited weights for ``build_model(arch)`` (strict load). For unstructured
+      results the masked weights and their ``weight_mask`` buffers.
+    - ``method``: the method's registry name. ``ratio``: the global pruning ratio that was applied
+      (fraction of the pooled channels/weights below the threshold: the reference code's
+      ``percent``), ``None`` for predefined variants. ``threshold``: the score threshold (keep iff
+      score > threshold), ``None`` when not threshold-based.
+    - ``info``: method-specific facts (target budget, budget error, guarded slots, variant, ...).
+    """
+
+    arch: Architecture
+    base: Architecture
+    method: str
+    state_dict: dict[str, "torch.Tensor"] = field(repr=False)
+    keep: tuple[tuple[int, ...], ...] | None = field(default=None, repr=False)
+    masks: tuple["torch.Tensor", ...] | None = field(default=None, repr=False)
+    ratio: float | None = None
+    threshold: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> int:
+        return count_params(self.arch)
+
+    @property
+    def macs(self) -> int:
+        return count_macs(self.arch)
+
+    @property
+    def keep_ratios(self) -> tuple[float, ...]:
+        """Per slot: kept width / base width (structured); all 1.0 for unstructured results."""
+        return tuple(w / b for w, b in zip(self.arch.widths, self.base.widths))
+
+    def channel_masks(self) -> list["torch.Tensor"]:
+        """Structured results: per slot a bool tensor over the base channels (True = kept)."""
+        import torch
+
+        if self.keep is None:
+            raise ConfigError(f"{self.method} is unstructured: it has weight masks (result.masks), not channel masks")
+        out = []
+        for idx, b in zip(self.keep, self.base.widths):
+            m = torch.zeros(b, dtype=torch.bool)
+            m[list(idx)] = True
+            out.append(m)
+        return out
+
+
+class PruningMethod:
+    """Base class of every pruning method (one instance per method lives in ``METHODS``).
+
+    Class attributes:
+
+    - ``name``: registry name (``slimming``, ``l1norm``, ``magnitude``, ...).
+    - ``structured``: True if the method removes channels (the result is a narrow architecture);
+      False if it zeroes single weights (the result carries per-conv densities and masks).
+    - ``families``: the model families the method applies to; ``check_request`` raises a
+      ConfigError naming an alternative for the others.
+    - ``needs_data``: True if ``prune`` reads activations (ThiNet, regression): then ``data`` (a
+      :class:`~prunesearch.data.Dataset`) is required.
+
+    Methods:
+
+    - ``regularizer(arch, **options) -> TrainHook | None``: the hook the *base* model must be
+      trained with for this method to work (Network Slimming's L1 penalty on BN gammas, soft filter
+      pruning's periodic zeroing, ...). ``None`` = plain training. ``arch`` is the base architecture
+      (defaults such as slimming's ``s`` depend on the family).
+    - ``prune(model, arch, *, budget=None, ratio=None, data=None, **options) -> PruneResult``:
+      ``model`` is ``build_model(arch)`` with trained (or any) weights; it is not modified.
+      Exactly one way of saying how much to prune, unless the method has predefined variants:
+
+      * ``budget``: a parameter budget (fraction <= 1 of the base model's parameters, or an absolute
+        count > 1, as in :func:`prunesearch.arch.resolve_budget`). The method finds its own global
+        ratio/threshold by bisection so that ``count_params(result.arch)`` is as close to the budget
+        as the granularity allows (one channel, or one tied channel group; one weight for
+        unstructured). ``result.info["budget_rel_error"]`` says how close it got.
+      * ``ratio``: the method's own global knob with the reference code's semantics (e.g. slimming's
+        ``percent``: the fraction of pooled BN channels at or below the threshold).
+      * method-specific ``options`` (e.g. ``variant="resnet56-b"`` for l1norm).
+
+    Guarantees every implementation keeps (and the shared contract tests check): ``result.arch``
+    is valid for its family; no slot is narrower than ``get_family(f).min_width`` (layer collapse is
+    guarded by keeping the top-scored channels); tied slots keep one shared channel set; the widths
+    equal what ``keep``/``masks`` imply; ``build_model(result.arch)`` loads ``result.state_dict``
+    strictly.
+    """
+
+    name: ClassVar[str]
+    structured: ClassVar[bool] = True
+    families: ClassVar[tuple[str, ...]] = ("vgg", "resnet", "preresnet", "densenet")
+    needs_data: ClassVar[bool] = False
+
+    def regularizer(self, arch: Architecture, **options: Any) -> "TrainHook | None":
+        if options:
+            raise ConfigError(f"pruning method '{self.name}' takes no regulariser options, got {', '.join(sorted(options))}")
+        return None
+
+    def prune(
+        self,
+        model: "nn.Module",
+        arch: Architecture,
+        *,
+        budget: float | None = None,
+        ratio: float | None = None,
+        data: "Dataset | None" = None,
+        **options: Any,
+    ) -> PruneResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<pruning method {self.name}>"
+
+
+METHODS: Registry[PruningMethod] = Registry("pruning method")
+
+
+def register(cls: type[PruningMethod]) -> type[PruningMethod]:
+    """Class decorator: register one instance of ``cls`` under ``cls.name``."""
+    METHODS.register(cls.name, cls())
+    return cls
+
+
+def get_method(name: str) -> PruningMethod:
+    """The registered method ``name`` (ConfigError listing the known ones otherwise)."""
+    return METHODS.get(name)
+
+
+def check_request(
+    method: PruningMethod,
+    arch: Architecture,
+    budget: float | None,
+    ratio: float | None,
+    *,
+    allow_neither: bool = False,
+    data: Any = None,
+) -> None:
+    """Validate the common arguments of ``prune`` (raises ConfigError saying what to do)."""
+    if arch.family not in method.families:
+        raise ConfigError(
+            f"pruning method '{method.name}' does not apply to {arch.family} models "
+            f"(it supports {', '.join(method.families)}); use 'slimming' or 'magnitude' for {arch.family}"
+        )
+    if arch.densities is not None:
+        raise ConfigError(f"{arch.label} is already sparse; prune the dense base model")
+    if arch != unpruned(arch):
+        raise ConfigError(
+            f"prune expects the unpruned {arch.model_name} architecture the model was built from; got pruned widths "
+            f"{list(arch.widths)[:6]}...; prune the base model (prunesearch.arch.resolve_model('{arch.model_name}'))"
+        )
+    if budget is not None and ratio is not None:
+        raise ConfigError(f"give {method.name} either budget= or ratio=, not both (got {budget!r} and {ratio!r})")
+    if budget is None and ratio is None and not allow_neither:
+        raise ConfigError(f"{method.name} needs budget= (fraction or parameter count) or ratio= (global prune ratio)")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
+        raise ConfigError(f"ratio is the fraction pruned and must be in [0, 1), got {ratio!r}")
+    if method.needs_data and data is None:
+        raise ConfigError(f"{method.name} reads activations: pass data= (a prunesearch.data.Dataset)")
+
+
+def check_model(model: "nn.Module", arch: Architecture) -> None:
+    """Raise ConfigError unless ``model`` has the state-dict layout of ``build_model(arch)``."""
+    from ..models import build_model
+
+    want = {k: tuple(v.shape) for k, v in build_model(arch).state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if want != have:
+        diff = sorted(set(want.items()) ^ set(have.items()))[:2]
+        raise ConfigError(
+            f"the model does not match {arch.label} (first differences: {diff}); "
+            f"pass the model built by prunesearch.models.build_model(arch) for the same arch"
+        )
+
+
+def family_min_width(arch: Architecture) -> int:
+    return get_family(arch.family).min_width
