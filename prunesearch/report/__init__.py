@@ -1,0 +1,37 @@
+"""Records in, tables as data, files out: the budgeted parameter-efficiency report.
+
+Torch-free and Optuna-free. matplotlib is imported lazily (Agg canvas, headless) and rich only by
+:func:`report_renderables`.
+
+Typical use (what ``discover``/``transfer``/``study`` call at the end of a run)::
+
+    from prunesearch.report import write_report
+    paths = write_report(records, run_dir / "report", rethink=rethink_records, rule_profile=profile)
+"""
+
+from __future__ import annotations
+
+from .render import TextTable, all_tables
+from .sources import load_records_jsonl, load_rethink_jsonl, rule_profile_from_dict, write_records_jsonl
+from .stats import PairedTest, normalized_auc, pareto_front, sign_test, wilcoxon_signed_rank
+from .tables import (
+    BudgetGroup,
+    Cell,
+    ParetoPoint,
+    Report,
+    RethinkArm,
+    RethinkRow,
+    Score,
+    build_report,
+    report_to_dict,
+)
+from .terminal import report_renderables
+from .writers import FORMATS, parse_formats, report_html, report_markdown, save_report, write_report
+
+__all__ = [
+    "FORMATS", "BudgetGroup", "Cell", "PairedTest", "ParetoPoint", "Report", "RethinkArm", "RethinkRow",
+    "Score", "TextTable", "all_tables", "build_report", "load_records_jsonl", "load_rethink_jsonl",
+    "normalized_auc", "pareto_front", "parse_formats", "report_html", "report_markdown",
+    "report_renderables", "report_to_dict", "rule_profile_from_dict", "save_report", "sign_test", "write_records_jsonl", "wilcoxon_signed_rank",
+    "write_report",
+]

@@ -1,0 +1,209 @@
+"""Report data -> text tables (headers, rows, footnotes) shared by the Markdown, HTML, CSV-free and
+terminal renderers, so every output format shows exactly the same strings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..records import COMPLETE, FAILED
+from .tables import Cell, Report, RethinkArm
+
+DASH = "—"
+ACC_NOTE = (
+    "Accuracy: best test accuracy over epochs (%), mean ± sample std (ddof=1) over complete seeds; "
+    "a cell marked (k/n) is partial: k of n planned seeds complete."
+)
+COUNT_NOTE = "Params: trainable parameters; MACs: multiply-accumulates per image; FLOPs = 2 × MACs."
+TEST_NOTE = (
+    "Gap: mean over matched seeds of (generator − {baseline}) in percentage points; wins: matched seeds "
+    "where the generator is more accurate; paired tests on matched seeds (zero differences dropped): "
+    "exact two-sided sign test and exact two-sided Wilcoxon signed-rank test (W = min(W+, W−))."
+)
+
+
+@dataclass
+class TextTable:
+    """A rendered table: what Markdown, HTML and rich all show."""
+
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+    key: str = ""  # short id: cells-<budget>, scores, pareto, failed, rethink, rethink-arms
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return DASH if x is None or not math.isfinite(x) else f"{100 * x:.{digits}f}"
+
+
+def count(n: int | None) -> str:
+    return DASH if n is None else f"{n:,}"
+
+
+def pvalue(p: float | None) -> str:
+    if p is None:
+        return DASH
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def budget_label(budget: float, param_budget: int) -> str:
+    """'budget 0.3 (25,000 params)' for fractions, 'budget 25,000 params' for absolute budgets."""
+    if budget <= 1:
+        return f"budget {budget:g} of base ({param_budget:,} params)"
+    return f"budget {param_budget:,} params"
+
+
+def _pending(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != COMPLETE and n)
+
+
+def acc_cell(mean_acc: float | None, std_acc: float | None, n_done: int, planned: int,
+             failures: tuple = (), counts: dict[str, int] | None = None) -> str:
+    """'71.20 ± 0.30', '71.20 ± 0.30 (2/3)' when partial, 'failed: reason' with no result."""
+    if mean_acc is None:
+        parts = ["failed: " + "; ".join(sorted({f.reason for f in failures}))] if failures else []
+        pending = _pending({k: v for k, v in (counts or {}).items() if k != FAILED})
+        parts += [pending] if pending else []
+        return f"{'; '.join(parts) or 'no result'} (0/{planned})"
+    text = pct(mean_acc) + ("" if std_acc is None else f" ± {pct(std_acc)}")
+    return text if n_done >= planned else f"{text} ({n_done}/{planned})"
+
+
+def seeds_cell(cell: Cell) -> str:
+    if not cell.partial:
+        return str(cell.n_complete)
+    rest = _pending(cell.state_counts)
+    return f"{cell.n_complete}/{cell.planned}" + (f" ({rest})" if rest else "")
+
+
+def cells_table(report: Report, group_index: int) -> TextTable:
+    group = report.budgets[group_index]
+    base = report.baseline
+    headers = ["Generator", "Seeds", "Best acc. (%)", "Params", "MACs", "FLOPs (2×MACs)",
+               f"Gap vs {base} (pp)", "Wins", "Sign test p", "Wilcoxon W (p)"]
+    rows = []
+    for c in group.cells:
+        name = c.generator + (" (varies)" if c.params_vary else "")
+        acc = acc_cell(c.mean_acc, c.std_acc, c.n_complete, c.planned, c.failures, c.state_counts)
+        if c.is_baseline:
+            cmp = ["baseline", DASH, DASH, DASH]
+        elif c.n_matched == 0:
+            cmp = [DASH, DASH, DASH, DASH] if any(x.generator == base for x in group.cells) else [f"no {base}"] + [DASH] * 3
+        else:
+            wins = f"{c.wins}/{c.n_matched}" + (f" ({c.ties} tie{'s' * (c.ties > 1)})" if c.ties else "")
+            gap = f"{100 * c.gap:+.2f}" if c.gap is not None else DASH
+            wil = c.wilcoxon
+            wtext = DASH if wil is None or wil.p_value is None else f"{wil.statistic:g} ({pvalue(wil.p_value)})"
+            cmp = [gap, wins, pvalue(c.sign.p_value if c.sign else None), wtext]
+        rows.append([name, seeds_cell(c), acc, count(c.params), count(c.macs), count(c.flops)] + cmp)
+    notes = []
+    if any(c.params_vary for c in group.cells):
+        notes.append("(varies): seeds of this generator have different architectures; sizes are means.")
+    for c in group.cells:
+        for f in c.failures:
+            trial = f" (trial {f.trial_number})" if f.trial_number is not None else ""
+            notes.append(f"{c.generator} seed {f.seed}{trial} failed: {f.reason}")
+    return TextTable(budget_label(group.budget, group.param_budget), headers, rows, notes,
+                     key=f"cells-{group.budget:g}")
+
+
+def scores_table(report: Report) -> TextTable:
+    rng = report.score_range
+    rows = [[s.generator, (pct(s.score) + (" (partial)" if s.partial else "")) if s.score is not None
+             else f"{DASH} (does not span the range)", str(s.n_budgets)] for s in report.scores]
+    where = f"{rng[0]:,}–{rng[1]:,} params" if rng else "(no common range)"
+    notes = [
+        f"Score: area under the accuracy-vs-log10(params) curve (mean best acc. per budget, linear "
+        f"between budgets) over the common range {where}, divided by the range width: the curve's "
+        "mean accuracy there (%). The range is the intersection of the ranges of all generators with "
+        "at least two budgets, so scores compare like with like; a generator that does not span it, "
+        "and single reference points (unpruned), are not scored."
+    ]
+    return TextTable("Score per generator across budgets", ["Generator", "Score (%)", "Budgets"], rows, notes, key="scores")
+
+
+def pareto_table(report: Report) -> TextTable:
+    rows = [[p.generator, f"{p.budget:g}", count(p.params), pct(p.mean_acc) + (" (partial)" if p.partial else "")]
+            for p in report.pareto]
+    return TextTable("Pareto front (params vs mean best acc.)", ["Generator", "Budget", "Params", "Best acc. (%)"], rows,
+                     ["Cells not beaten by any other cell with fewer or equal params and higher or equal "
+                      "mean accuracy."], key="pareto")
+
+
+def failed_table(report: Report) -> TextTable:
+    rows = [[f"{r.budget:g}", r.generator, str(r.seed), DASH if r.trial_number is None else str(r.trial_number),
+             r.fail_reason or ("no accuracy recorded" if r.state != FAILED else "unknown")] for r in report.failed]
+    return TextTable("Failed trials", ["Budget", "Generator", "Seed", "Trial", "Reason"], rows,
+                     ["Failed seeds never count as an accuracy; their cells show fewer complete seeds."], key="failed")
+
+
+_ARM_TITLES = {"unpruned": "Unpruned", "finetune": "Fine-tuned", "scratch-e": "Scratch-E", "scratch-b": "Scratch-B"}
+
+
+def _arm_title(arm: str) -> str:
+    return _ARM_TITLES.get(arm, arm)
+
+
+def _arm_acc(a: RethinkArm | None) -> str:
+    if a is None:
+        return DASH
+    return acc_cell(a.mean_acc, a.std_acc, len(a.seeds), a.planned, a.failures)
+
+
+def rethink_table(report: Report) -> TextTable:
+    """The paper's layout: Dataset | Model | Method | Unpruned | Pruned params | arms..."""
+    arms = [a for a in report.rethink_arms if a != "unpruned"]
+    headers = ["Dataset", "Model", "Method", "Unpruned", "Pruned params"] + [_arm_title(a) for a in arms]
+    rows = []
+    for row in report.rethink_rows:
+        rows.append([row.dataset, row.model, row.method, _arm_acc(row.arms.get("unpruned")), count(row.pruned_params)]
+                    + [_arm_acc(row.arms.get(a)) for a in arms])
+    notes = ["Fine-tuned: pruned and fine-tuned; Scratch-E: same architecture trained from scratch "
+             "for the same epochs; Scratch-B: from scratch with the same compute (FLOPs) budget."]
+    return TextTable("Fine-tune vs scratch (rethink)", headers, rows, notes, key="rethink")
+
+
+def rethink_arms_table(report: Report) -> TextTable:
+    headers = ["Dataset", "Model", "Method", "Arm", "Seeds", "Best acc. (%)", "Params", "MACs", "FLOPs (2×MACs)", "Epochs", "lr"]
+    rows = []
+    for row in report.rethink_rows:
+        for arm, a in row.arms.items():
+            seeds = str(len(a.seeds)) if not a.partial else f"{len(a.seeds)}/{a.planned}"
+            rows.append([row.dataset, row.model, row.method, _arm_title(arm), seeds, _arm_acc(a), count(a.params),
+                         count(a.macs), count(a.flops), "/".join(map(str, a.epochs)) or DASH,
+                         DASH if a.lr is None else f"{a.lr:g}"])
+    notes = []
+    for row in report.rethink_rows:
+        for arm, a in row.arms.items():
+            notes += [f"{row.model} {arm} seed {f.seed} failed: {f.reason}" for f in a.failures]
+    return TextTable("Rethink arms: sizes and epochs", headers, rows, notes, key="rethink-arms")
+
+
+def summary_line(report: Report) -> str:
+    n = sum(report.state_counts.values())
+    states = ", ".join(f"{k} {v}" for k, v in sorted(report.state_counts.items()))
+    status = "partial (study still running or incomplete)" if report.partial else "complete"
+    return f"{n} trial records ({states or 'none'}); status: {status}."
+
+
+def general_notes(report: Report) -> list[str]:
+    """Conventions that hold for every table, shown once per report."""
+    notes = [ACC_NOTE, COUNT_NOTE]
+    if report.budgets:
+        notes.append(TEST_NOTE.format(baseline=report.baseline))
+    return notes
+
+
+def all_tables(report: Report) -> list[TextTable]:
+    """Every table of the report, in reading order."""
+    tables = [cells_table(report, i) for i in range(len(report.budgets))]
+    if report.scores:
+        tables.append(scores_table(report))
+    if report.pareto:
+        tables.append(pareto_table(report))
+    if report.failed:
+        tables.append(failed_table(report))
+    if report.rethink_rows:
+        tables += [rethink_table(report), rethink_arms_table(report)]
+    return tables
