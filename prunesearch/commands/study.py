@@ -1,0 +1,98 @@
+"""`prunesearch study SPEC.yaml`: run a budgeted comparison (generators x budgets x seeds) as one
+Optuna study, trained from scratch; resumable, and joinable by `prunesearch worker`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ._common import console, err_console, print_json
+
+NAME = "study"
+HELP = "run a spec's generators x budgets x seeds as one resumable Optuna study (journal file or PostgreSQL)"
+DESCRIPTION = (
+    "Create or resume the study of a spec (search_spaces/NAME.yaml), enqueue every planned trial exactly "
+    "once, train them from scratch (--workers N processes here; more machines join with "
+    "'prunesearch worker --storage URL --study NAME'), then write RUN_DIR/run.json, records.jsonl and "
+    "the report. Re-running the same command resumes: completed trials are never retrained."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="study spec YAML, e.g. search_spaces/demo.yaml")
+    p.add_argument("--storage", help="postgresql+psycopg://user:pass@host:port/db, or a journal file "
+                   "(default: RUN_DIR/journal.log)")
+    p.add_argument("--smoke", action="store_true", help="the spec's tiny 'smoke:' variant (CI, a quick look)")
+    p.add_argument("--out", help="run dir (default: runs/STUDY_NAME)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1: in-process)")
+    p.add_argument("--data-dir", help="where the dataset files live (default: the spec's data_dir or $PRUNESEARCH_DATA_DIR)")
+    p.add_argument("--retry-failed", action="store_true", help="re-enqueue failed trials (e.g. after fixing a bug)")
+    p.add_argument("--dry-run", action="store_true", help="plan and print the trials; train nothing, write nothing")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+
+def _events(quiet: bool):
+    if quiet:
+        return None
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        c = err_console()
+        if kind == "start":
+            c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] training ({info['params']:,} params)")
+        elif kind == "done":
+            c.print(f"trial {info['trial']:>4} done: best {100 * info['best_acc']:.2f} % in {info['train_seconds']:.1f} s")
+        elif kind == "cached":
+            c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] = trial {info['from']} (cached result)")
+        elif kind == "failed":
+            c.print(f"trial {info['trial']:>4} [red]failed[/]: {info['reason']}")
+        elif kind == "duplicate":
+            c.print(f"trial {info['trial']:>4} skipped: duplicate of trial {info['of']}")
+
+    return on_event
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..study import load_spec, plan_trials, resolve_base, run_study
+    from ..study.storage import describe_storage
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    plan = load_spec(args.spec, smoke=args.smoke)
+    if args.dry_run:
+        base = resolve_base(plan, args.data_dir)
+        trials = plan_trials(plan, base)
+        rows = [{"slot": t.slot, "generator": t.generator, "budget": t.budget, "seed": t.seed,
+                 "params": t.user_attrs.get("params"), "arch_id": t.user_attrs.get("arch_id")} for t in trials]
+        if args.json:
+            print_json({"study": plan.name, "trials": rows})
+        else:
+            for r in rows:
+                console().print(f"{r['slot']:<40} params={r['params'] if r['params'] is not None else '(searched)'}")
+            console().print(f"{len(rows)} trials planned for study {plan.name}")
+        return 0
+    result = run_study(plan, storage=args.storage, out=args.out, device=args.device, workers=args.workers,
+                       data_dir=args.data_dir, retry_failed=args.retry_failed, on_event=_events(args.json),
+                       report=not args.no_report)
+    s = result.summary
+    complete = sum(1 for r in result.records if r.state == "complete")
+    out = {
+        "study": result.study, "storage": describe_storage(result.storage), "run_dir": str(result.run_dir),
+        "planned": result.planned, "enqueued": result.enqueued, "complete": complete,
+        "failed": sum(1 for r in result.records if r.state in ("failed", "interrupted")),
+        **s.to_dict(), "report": result.report,
+    }
+    if args.json:
+        print_json(out)
+    else:
+        console().print(
+            f"study [bold]{result.study}[/]: {complete}/{len(result.records)} trials complete "
+            f"({s.trained} trained now, {s.cached} from the cache, {out['failed']} failed); "
+            f"run dir {result.run_dir}"
+        )
+        if result.report:
+            console().print(f"report: {Path(result.run_dir) / 'report'}")
+    return 0

@@ -1,0 +1,55 @@
+"""`prunesearch worker --storage URL --study NAME`: join a study and run its planned trials."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ._common import console, err_console, print_json
+
+NAME = "worker"
+HELP = "join a study (PostgreSQL or a shared journal file) and train its planned trials"
+DESCRIPTION = (
+    "Pop planned trials of an existing study one at a time and train them until none is left. Any "
+    "number of workers, on any machines, finish every planned trial exactly once; a dead worker's "
+    "trial is re-run after the heartbeat grace period; several workers may share one GPU."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", required=True, help="postgresql+psycopg://user:pass@host:port/db or a journal file")
+    p.add_argument("--study", required=True, help="study name (see the run dir's run.json)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--data-dir", help="where the dataset files live on this machine")
+    p.add_argument("--out", help="local dir for checkpoints (default runs/STUDY)")
+    p.add_argument("--max-trials", type=int, help="stop after this many trials")
+    p.add_argument("--no-wait", action="store_true",
+                   help="exit when nothing is waiting, instead of staying until other workers' trials finish")
+    p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..study import Worker
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if args.json:
+            return
+        c = err_console()
+        if kind == "start":
+            c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] training ({info['params']:,} params)")
+        elif kind == "done":
+            c.print(f"trial {info['trial']:>4} done: best {100 * info['best_acc']:.2f} % in {info['train_seconds']:.1f} s")
+        elif kind == "cached":
+            c.print(f"trial {info['trial']:>4} = trial {info['from']} (cached result)")
+        elif kind == "failed":
+            c.print(f"trial {info['trial']:>4} [red]failed[/]: {info['reason']}")
+
+    w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
+               on_event=on_event)
+    s = w.run(max_trials=args.max_trials, wait=not args.no_wait)
+    if args.json:
+        print_json({**s.to_dict(), "trials": s.trial_numbers})
+    else:
+        console().print(f"worker done: {s.trained} trained, {s.cached} cached, {s.failed} failed, "
+                        f"{s.duplicates} duplicates skipped")
+    return 0

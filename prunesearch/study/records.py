@@ -1,0 +1,88 @@
+"""Optuna trials -> :class:`~prunesearch.records.TrialRecord` (what the report reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from ..records import COMPLETE, FAILED, INTERRUPTED, RUNNING, WAITING, TrialRecord
+from .storage import FAIL_REASON, load_study, open_storage
+
+_STATE = {
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.FAIL: FAILED,
+    TrialState.PRUNED: FAILED,
+    TrialState.RUNNING: RUNNING,
+    TrialState.WAITING: WAITING,
+}
+_EXTRA = ("slot", "index", "keep_ratios", "multipliers", "alpha", "images_per_second", "worker",
+          "train_info", "options", "cache_key", "dataset_synthetic", "duplicate_of")
+
+
+def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by: int | None = None) -> TrialRecord:
+    ua = t.user_attrs
+    state = _STATE.get(t.state, FAILED)
+    if t.state == TrialState.FAIL and ua.get("interrupted"):
+        state = INTERRUPTED
+    extra: dict[str, Any] = {k: ua[k] for k in _EXTRA if k in ua}
+    if t.params:
+        extra["sampled"] = dict(t.params)
+    history = t.system_attrs.get("retry_history")
+    if history:
+        extra["retry_of"] = list(history)
+    if superseded_by is not None:
+        extra["superseded_by"] = superseded_by
+    return TrialRecord(
+        generator=str(ua.get("generator", "")),
+        budget=float(ua.get("budget", 0.0)),
+        param_budget=int(ua.get("param_budget", 0)),
+        seed=int(ua.get("seed", 0)),
+        arch=dict(ua.get("arch") or {}),
+        arch_id=str(ua.get("arch_id", "")),
+        params=int(ua.get("params", 0)),
+        macs=int(ua.get("macs", 0)),
+        dataset=str(ua.get("dataset", "")),
+        recipe=dict(ua.get("recipe") or {}),
+        state=state,
+        best_acc=ua.get("best_acc") if state == COMPLETE else None,
+        final_acc=ua.get("final_acc") if state == COMPLETE else None,
+        train_seconds=ua.get("train_seconds") if state == COMPLETE else None,
+        epochs=ua.get("epochs") if state == COMPLETE else None,
+        fail_reason=ua.get(FAIL_REASON) if state in (FAILED, INTERRUPTED) else None,
+        study=study_name,
+        trial_number=t.number,
+        method=ua.get("method"),
+        rule=ua.get("rule"),
+        cached_from=ua.get("cached_from"),
+        versions=dict(ua.get("versions") or {}),
+        extra=extra,
+    )
+
+
+def records_from_study(study: optuna.Study, superseded: bool = False) -> list[TrialRecord]:
+    trials = [t for t in study.get_trials(deepcopy=False) if "slot" in t.user_attrs]
+    retried: dict[int, int] = {}
+    for t in trials:
+        for n in t.system_attrs.get("retry_history", []) or []:
+            retried[int(n)] = max(retried.get(int(n), -1), t.number)
+    out = []
+    for t in trials:
+        dup = t.user_attrs.get("duplicate_of") is not None
+        later = retried.get(t.number) if t.state == TrialState.FAIL else None
+        if (dup or later is not None) and not superseded:
+            continue
+        out.append(trial_to_record(t, study.study_name, superseded_by=later))
+    return out
+
+
+def load_records(storage: str, study: str, *, superseded: bool = False) -> list[TrialRecord]:
+    """Every planned trial of ``study`` as a TrialRecord: complete, failed (with ``fail_reason``),
+    interrupted, running and waiting (searched trials not yet popped have no architecture: ``arch``
+    is ``{}`` and ``params`` 0). Attempts superseded by a retry (dead worker, Ctrl-C) and duplicate
+    slot trials are left out unless ``superseded=True`` (then ``extra['superseded_by']`` /
+    ``extra['duplicate_of']`` mark them), so there is one record per planned trial."""
+    st = open_storage(storage, create=False)
+    s = load_study(st, study, storage)
+    return records_from_study(s, superseded=superseded)

@@ -1,0 +1,299 @@
+"""Optuna storages: the embedded journal file and RDB (PostgreSQL) for many machines.
+
+``open_storage(url)`` accepts
+  * ``postgresql+psycopg://user:pass@host:port/db`` (or any SQLAlchemy URL Optuna's RDBStorage takes);
+  * a journal file path, optionally written ``journal:PATH`` (the default: ``RUN_DIR/journal.log``).
+
+Passwords never reach the terminal, logs or files: :func:`mask_url` removes them, and every error
+message is scrubbed. A URL without a password uses libpq's usual sources (``PGPASSWORD``,
+``~/.pgpass``), so the password-free URL written to ``run.json`` still connects where the password
+is configured.
+
+Dead workers. A worker records a heartbeat every ``heartbeat_interval`` seconds while it holds a
+trial; a RUNNING trial whose last heartbeat is older than ``grace_period`` is failed and re-enqueued
+(:func:`retry_stale_trial`) by whichever worker notices first (:func:`fail_stale_trials`). RDB
+storages use Optuna's own heartbeat (``heartbeat_interval``, ``grace_period``,
+``heartbeat_stale_trial_callback`` — Optuna 5's name for ``failed_trial_callback``, whose
+``RetryFailedTrialCallback`` is now ``RetryHeartbeatStaleTrialCallback``), timed by the database
+clock. Optuna's journal storage has no heartbeat, so the same protocol is kept here with a trial
+system attribute; the FAIL transition is the atomic step (a second worker's attempt raises
+``UpdateFinishedTrialError``), so exactly one retry is created per dead trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import StorageError
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+HEARTBEAT_ATTR = "prunesearch:heartbeat"  # unix time of the last heartbeat (journal storage)
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_PW_RE = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@)")
+
+
+def is_url(storage: str) -> bool:
+    return bool(_URL_RE.match(str(storage)))
+
+
+def journal_path(storage: str) -> Path | None:
+    """The journal file of a journal storage string, or None for an RDB URL."""
+    s = str(storage)
+    if s.startswith("journal:"):
+        s = s[len("journal:"):]
+        if s.startswith("//"):
+            s = s[2:]
+        return Path(s).expanduser()
+    return None if is_url(s) else Path(s).expanduser()
+
+
+def _password(url: str) -> str | None:
+    m = _PW_RE.match(url)
+    return m.group("pw") if m and m.group("pw") else None
+
+
+def mask_url(storage: str) -> str:
+    """The storage as it may be shown or written: no password (``user@host``), journal paths as-is."""
+    s = str(storage)
+    if not is_url(s):
+        return s
+    return _PW_RE.sub(lambda m: m.group("head")[:-1] + m.group("tail"), s, count=1)
+
+
+def scrub(text: str, storage: str) -> str:
+    """``text`` with the storage's password (raw and URL-encoded) removed."""
+    pw = _password(str(storage))
+    out = str(text)
+    if pw:
+        from urllib.parse import unquote
+
+        for p in {pw, unquote(pw)}:
+            if p:
+                out = out.replace(p, "***")
+    return out
+
+
+def describe_storage(storage: str) -> str:
+    """What run.json records: the masked URL, or the journal file's absolute path."""
+    path = journal_path(storage)
+    return str(path.resolve()) if path is not None else mask_url(storage)
+
+
+def open_storage(
+    storage: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    create: bool = True,
+) -> BaseStorage:
+    """An Optuna storage for ``storage`` (URL or journal path). ``create=False``: a journal file that
+    does not exist is an error (workers join existing studies; they never start an empty journal).
+    Unreachable databases raise :class:`StorageError` with one line and no password."""
+    path = journal_path(storage)
+    if path is not None:
+        if not create and not path.is_file():
+            raise StorageError(f"journal storage {path} does not exist; run 'prunesearch study SPEC' first "
+                               "or give the run's journal.log / a postgresql+psycopg:// URL")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                # create it private: results can be sensitive and the journal is the only copy
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            backend = JournalFileBackend(str(path))
+        except OSError as e:
+            raise StorageError(f"cannot open journal storage {path} ({e.strerror or e}); "
+                               "check the directory exists and is writable") from None
+        js = JournalStorage(backend)
+        js.prunesearch_heartbeat = (heartbeat_interval, grace_period)  # type: ignore[attr-defined]
+        return js
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval is not None:
+        kwargs = dict(heartbeat_interval=int(heartbeat_interval), grace_period=int(grace_period or 3 * heartbeat_interval),
+                      heartbeat_stale_trial_callback=retry_stale_trial)
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if str(storage).startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return RDBStorage(str(storage), engine_kwargs=engine_kwargs, **kwargs)
+    except ImportError as e:
+        raise StorageError(f"storage {mask_url(storage)} needs a database driver ({scrub(str(e), storage)}); "
+                           "pip install 'prunesearch[postgres]'") from None
+    except Exception as e:  # sqlalchemy OperationalError/ArgumentError and friends
+        reason = scrub(" ".join(str(getattr(e, "orig", None) or e).split()), storage)
+        reason = reason.split("(Background on this error")[0].strip()
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        raise StorageError(f"cannot reach storage {mask_url(storage)} ({type(e).__name__}: {reason}); "
+                           "check the URL, that the server runs and accepts this user") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Heartbeats and dead workers
+# ---------------------------------------------------------------------------------------------
+def _raw(storage: BaseStorage) -> BaseStorage:
+    return getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in _CachedStorage
+
+
+def _journal_settings(storage: BaseStorage) -> tuple[int | None, int | None]:
+    return getattr(_raw(storage), "prunesearch_heartbeat", (None, None))
+
+
+def heartbeat_enabled(storage: BaseStorage) -> bool:
+    raw = _raw(storage)
+    if isinstance(raw, RDBStorage):
+        return raw.get_heartbeat_interval() is not None
+    return _journal_settings(storage)[0] is not None
+
+
+def record_heartbeat(storage: BaseStorage, trial_id: int) -> None:
+    raw = _raw(storage)
+    if isinstance(raw, RDBStorage):
+        storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+    else:
+        storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+
+class Heartbeat:
+    """Context manager: a daemon thread recording the trial's heartbeat every interval."""
+
+    def __init__(self, storage: BaseStorage, trial_id: int, interval: float) -> None:
+        self.storage, self.trial_id, self.interval = storage, trial_id, float(interval)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False  # set when the storage says the trial was finished elsewhere
+
+    def _run(self) -> None:
+        while True:
+            try:
+                record_heartbeat(self.storage, self.trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                self.lost = True
+                return
+            except Exception:  # a transient database error: try again next interval
+                pass
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        if heartbeat_enabled(self.storage):
+            record_heartbeat(self.storage, self.trial_id)  # synchronously: the trial is owned now
+            self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.trial_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker stopped beating and re-enqueue them; returns the failed
+    trial numbers (only those this call failed: concurrent callers never double-retry)."""
+    storage = study._storage
+    raw = _raw(storage)
+    if isinstance(raw, RDBStorage):
+        if raw.get_heartbeat_interval() is None:
+            return []
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        optuna.storages.fail_stale_trials(study)  # runs retry_stale_trial for the ones it failed
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        return sorted(before - after)
+    interval, grace = _journal_settings(storage)
+    if interval is None:
+        return []
+    now = time.time()
+    failed: list[int] = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        beat = t.system_attrs.get(HEARTBEAT_ATTR)
+        if beat is None:
+            start = t.datetime_start
+            beat = start.timestamp() if start is not None else now
+        if now - float(beat) <= float(grace):
+            continue
+        try:
+            ok = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        if ok:
+            failed.append(t.number)
+            retry_stale_trial(study, storage.get_trial(t._trial_id))
+    return failed
+
+
+# Attributes that describe WHAT to train (set at plan time); a retry copies only these, never the
+# partial results of the failed attempt.
+PLAN_ATTRS = (
+    "slot", "generator", "budget", "param_budget", "seed", "index", "arch", "arch_id", "params",
+    "macs", "dataset", "recipe", "method", "rule", "base_arch", "options", "plan_hash",
+)
+FAIL_REASON = "fail_reason"
+
+
+def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> None:
+    """Re-enqueue a failed attempt as a new WAITING trial with the same plan attributes and params.
+
+    Same bookkeeping as Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial``,
+    ``retry_history`` system attrs), but results of the failed attempt are not inherited. Gives up
+    after ``settings.max_retries`` retries (kept in the ``max_retries`` user attr)."""
+    storage = study._storage
+    why = reason or "worker stopped (no heartbeat within the grace period)"
+    try:
+        if FAIL_REASON not in trial.user_attrs:
+            storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, why)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    max_retries = trial.user_attrs.get("max_retries")
+    if max_retries is not None and len(history) > int(max_retries):
+        return
+    keep = {k: v for k, v in trial.user_attrs.items() if k in PLAN_ATTRS or k == "max_retries"}
+    system_attrs = {
+        "failed_trial": history[0],
+        "retry_history": history,
+        "fixed_params": dict(trial.system_attrs.get("fixed_params", {})),
+    }
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=keep,
+            system_attrs=system_attrs,
+        )
+    )
+
+
+def load_study(storage: BaseStorage, name: str, storage_text: str,
+               sampler: Callable[[], Any] | None = None) -> optuna.Study:
+    """Load an existing study; a missing one is a StorageError listing the study names there."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler() if sampler else None)
+    except KeyError:
+        try:
+            names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+        except Exception:
+            names = []
+        from ..errors import suggest
+
+        known = ", ".join(names[:20]) if names else "none"
+        raise StorageError(f"study '{name}' does not exist in {describe_storage(storage_text)}"
+                           f"{suggest(name, names)}; studies there: {known}") from None
