@@ -3,7 +3,8 @@
 A run dir holds ``run.json`` ({"storage": url, "study": name}, optionally "seeds": planned seeds per
 cell) written by the study layer, or ``records.jsonl`` (one TrialRecord per line) as a plain-file
 source; optionally ``rethink.jsonl`` (RethinkRecords) and ``rule.yaml`` (a design rule with a
-keep-ratio profile). When both sources exist, ``run.json`` (the live storage) wins.
+keep-ratio profile). When both sources exist, ``run.json`` (the live storage) wins; the snapshot
+``records.jsonl`` is used, with a warning, only when the storage cannot be read.
 """
 
 from __future__ import annotations
@@ -101,9 +102,18 @@ def load_run_dir(run_dir: str | Path) -> RunSources:
         if not isinstance(meta, dict) or not isinstance(meta.get("storage"), str) or not isinstance(meta.get("study"), str):
             raise ConfigError(f'{run_json} must be a JSON object with "storage" and "study" strings; '
                               "rewrite it or pass --storage URL --study NAME")
-        src.records = load_from_storage(meta["storage"], meta["study"])
-        src.source, src.study = f"study '{meta['study']}' at {mask_url(meta['storage'])}", meta["study"]
-        src.planned_seeds = _planned(meta.get("seeds"))
+        src.study, src.planned_seeds = meta["study"], _planned(meta.get("seeds"))
+        try:
+            src.records = load_from_storage(meta["storage"], meta["study"])
+            src.source = f"study '{meta['study']}' at {mask_url(meta['storage'])}"
+        except StorageError as err:
+            # The live storage is the truth, but a snapshot beats no report (e.g. a relative journal
+            # path read from another directory, or a database that is down): say so loudly.
+            if not records_jsonl.is_file():
+                raise
+            src.records = load_records_jsonl(records_jsonl)
+            src.source = str(records_jsonl)
+            src.warnings.append(f"{err}; reporting the snapshot {records_jsonl} instead, which may be older")
     elif records_jsonl.is_file():
         src.records = load_records_jsonl(records_jsonl)
         src.source = str(records_jsonl)

@@ -219,7 +219,9 @@ def _cell(budget: float, generator: str, recs: Sequence[TrialRecord], planned_se
         if r.state == FAILED or (r.state == COMPLETE and not _is_complete(r))
     )
     accs = tuple(float(r.best_acc) for _, r in complete)  # type: ignore[arg-type]
-    sized = [r for _, r in complete] or list(shown.values())
+    # Sizes come from complete seeds; before any completes, from any seed whose architecture is
+    # known (a searched trial that is still waiting has no architecture yet: params 0).
+    sized = [r for _, r in complete] or [r for r in shown.values() if r.params > 0]
     params = [r.params for r in sized]
     return Cell(
         budget=budget,
