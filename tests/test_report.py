@@ -424,3 +424,34 @@ def test_waiting_searched_trials_without_architecture_have_no_size():
     assert c.params is None and c.macs is None and c.partial
     row = next(r for r in all_tables(report)[0].rows if r[0] == "searched")
     assert row[2] == "1 waiting (0/1)" and row[3] == "—"
+
+
+def test_cli_rethink_only_run_dir_with_lottery_arms(tmp_path, capsys):
+    from prunesearch.cli import main
+
+    recs = rethink_records()
+    for arm, lr, accs in [("winning-ticket-lr0.1", 0.1, [0.91, 0.93]), ("random-init-lr0.1", 0.1, [0.92, 0.92])]:
+        recs += [RethinkRecord(arm=arm, seed=s, model="vgg16", dataset="cifar10", method="slimming", params=2_000_000,
+                               macs=20_000_000, epochs=160, best_acc=a, lr=lr) for s, a in enumerate(accs)]
+    d = tmp_path / "rethink-run"
+    d.mkdir()
+    write_records_jsonl(recs, d / "rethink.jsonl")
+    assert main(["report", str(d)]) == 0
+    md = (d / "report" / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Dataset | Model | Method | Unpruned"))
+    # paper order first, then the lottery arms alphabetically
+    assert header.split(" | ")[5:] == ["Fine-tuned", "Scratch-E", "Scratch-B", "random-init-lr0.1", "winning-ticket-lr0.1 |"]
+    assert "92.00 ± 1.41" in md  # winning ticket: mean 0.92, std 0.02 / sqrt(2)
+    assert all((d / "report" / link).is_file() for link in re.findall(r"\]\(([^)]+)\)", md))
+    assert "FLOPs" in capsys.readouterr().out
+
+
+def test_report_package_is_torch_optuna_and_matplotlib_free_on_import():
+    import subprocess
+
+    code = ("import sys, prunesearch.report, prunesearch.commands.report; "
+            "bad = [m for m in ('torch', 'optuna', 'matplotlib') if m in sys.modules]; "
+            "assert not bad, bad")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr

@@ -184,7 +184,9 @@ def summary_line(report: Report) -> str:
     n = sum(report.state_counts.values())
     states = ", ".join(f"{k} {v}" for k, v in sorted(report.state_counts.items()))
     status = "partial (study still running or incomplete)" if report.partial else "complete"
-    return f"{n} trial records ({states or 'none'}); status: {status}."
+    rethink = sum(len(a.seeds) for r in report.rethink_rows for a in r.arms.values())
+    more = f"; {rethink} complete rethink runs" if report.rethink_rows else ""
+    return f"{n} trial records ({states or 'none'}){more}; status: {status}."
 
 
 def general_notes(report: Report) -> list[str]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .render import TextTable, all_tables, general_notes, summary_line
 from .tables import Report
+
+_NUMERIC = re.compile(r"^[-+—\d.]")
 
 
 def table_rich(t: TextTable) -> Any:
@@ -16,7 +19,9 @@ def table_rich(t: TextTable) -> Any:
 
     table = Table(title=t.title, title_justify="left", title_style="bold")
     for i, h in enumerate(t.headers):
-        table.add_column(h, justify="left" if i == 0 else "right", overflow="fold")
+        # Numbers right-aligned so digits line up; names and reasons left-aligned.
+        numeric = i > 0 and all(_NUMERIC.match(row[i]) for row in t.rows if i < len(row))
+        table.add_column(h, justify="right" if numeric else "left", overflow="fold")
     for row in t.rows:
         table.add_row(*row)
     # Notes outside the table: as a caption rich would wrap them to the table's width.
