@@ -121,7 +121,7 @@ class PruningMethod:
     - ``needs_data``: True if ``prune`` reads activations (ThiNet, regression): then ``data`` (a
       :class:`~prunesearch.data.Dataset`) is required.
 
-    Methods:
+    Methods (``prune`` must be implemented; the others have working defaults):
 
     - ``regularizer(arch, **options) -> TrainHook | None``: the hook the *base* model must be
       trained with for this method to work (Network Slimming's L1 penalty on BN gammas, soft filter
@@ -145,6 +145,11 @@ class PruningMethod:
     guarded by keeping the top-scored channels); tied slots keep one shared channel set; the widths
     equal what ``keep``/``masks`` imply; ``build_model(result.arch)`` loads ``result.state_dict``
     strictly.
+
+    - ``build_pruned(result, init="inherit" | "scratch", seed=0) -> nn.Module`` and
+      ``train_hooks(result) -> list[TrainHook]``: how to train the pruned model (fine-tune from the
+      inherited weights, or from scratch), e.g. ``train(method.build_pruned(r, init="scratch", seed=s),
+      data, recipe, seed=s, device=d, hooks=method.train_hooks(r))``.
     """
 
     name: ClassVar[str]
@@ -168,6 +173,37 @@ class PruningMethod:
         **options: Any,
     ) -> PruneResult:
         raise NotImplementedError
+
+    def build_pruned(self, result: PruneResult, *, init: str = "inherit", seed: int = 0) -> "nn.Module":
+        """The pruned model, ready to train: ``init="inherit"`` loads ``result.state_dict`` (fine-tuning);
+        ``init="scratch"`` is a fresh random init drawn with ``seed`` (Scratch-E / Scratch-B; sparse
+        convs use the reference's density-aware init, see ``prunesearch.prune.sparse.init_sparse_``).
+        Methods with other inits (lottery's rewind) override this and accept more ``init`` names."""
+        import torch
+
+        from ..models import build_model
+
+        if init not in ("inherit", "scratch"):
+            raise ConfigError(f"unknown init '{init}' for {self.name}; choose inherit (fine-tune) or scratch")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(result.arch, masks=result.masks)
+            if init == "inherit":
+                model.load_state_dict(result.state_dict, strict=True)
+            elif result.masks is not None:
+                from .sparse import init_sparse_
+
+                init_sparse_(model)
+        return model
+
+    def train_hooks(self, result: PruneResult) -> list["TrainHook"]:
+        """Hooks for training the *pruned* model (fine-tune or scratch): ``MaskHook`` for sparse
+        results (keeps pruned weights at zero), none for narrow architectures."""
+        if result.masks is None:
+            return []
+        from .sparse import MaskHook
+
+        return [MaskHook()]
 
     def __repr__(self) -> str:
         return f"<pruning method {self.name}>"

@@ -1,0 +1,399 @@
+"""Shared machinery of the structured methods: scores -> keep sets -> Architecture + inherited weights.
+
+Written once, used by every channel-pruning method:
+
+- :func:`module_plan`: for each family, which module of ``build_model(arch)`` holds each slot's BN
+  (the BN over that slot's channels, for Network Slimming), its filters (the conv that produces the
+  slot's channels, for filter-norm criteria), and how every conv/BN/linear/selection tensor is sliced
+  by the kept channels (weight inheritance).
+- :class:`ChannelPool`: per-slot channel scores pooled under ONE global threshold with the reference
+  code's semantics (``thr = sorted(pool)[int(total * ratio)]``, keep iff score > thr); tied slots
+  (residual adds) are combined into one group with one shared keep set; the family's minimum width is
+  guarded (a group whose channels all fall below the threshold keeps its top-scored ones); and a
+  parameter budget is reached by bisection on the threshold index.
+- :func:`result_from_keep`: keep sets -> :class:`PruneResult` (widths, selections, state dict).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..arch import Architecture, count_params, get_family, resolve_budget
+from ..errors import BudgetError, ConfigError
+from .base import PruneResult, PruningMethod
+
+if TYPE_CHECKING:
+    from ..arch import Slot
+
+
+# ------------------------------------------------------------------------------------------------
+# Where each slot lives in the built model
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModulePlan:
+    """Module names (as in ``build_model(arch).named_modules()``) per slot, and slicing specs.
+
+    ``bn[i]``: the BatchNorm2d over slot i's channels (every slot has one in all four families).
+    ``filters[i]``: the conv whose output channels are slot i (``None`` for selection slots).
+    ``slicing[module]``: ``(kind, out_slot, in_slot)`` with kind ``conv``/``bn``/``linear``/``select``;
+    ``out_slot`` slices dim 0 (for ``select``: the slot whose kept indices the buffer records),
+    ``in_slot`` slices dim 1; ``None`` keeps the dimension whole.
+    """
+
+    bn: tuple[str, ...]
+    filters: tuple[str | None, ...]
+    slicing: dict[str, tuple[str, int | None, int | None]]
+
+
+def module_plan(arch: Architecture) -> ModulePlan:
+    fam = get_family(arch.family)
+    n = len(fam.slots(arch))
+    bn: list[str] = [""] * n
+    filters: list[str | None] = [None] * n
+    sl: dict[str, tuple[str, int | None, int | None]] = {}
+
+    if arch.family == "vgg":
+        idx, prev = 0, None
+        slot = 0
+        for item in fam.cfg(arch):  # type: ignore[attr-defined]
+            if item == "M":
+                idx += 1
+                continue
+            conv, norm = f"features.{idx}", f"features.{idx + 1}"
+            sl[conv] = ("conv", slot, prev)
+            sl[norm] = ("bn", slot, None)
+            bn[slot], filters[slot] = norm, conv
+            prev, slot, idx = slot, slot + 1, idx + 3
+        if arch.head == "l1":
+            sl["classifier.0"] = ("linear", None, prev)
+        else:
+            sl["classifier"] = ("linear", None, prev)
+    elif arch.family == "resnet":
+        sl["conv1"], sl["bn1"] = ("conv", 0, None), ("bn", 0, None)
+        bn[0], filters[0] = "bn1", "conv1"
+        prev, slot = 0, 1
+        for s, blocks in enumerate(fam.block_widths(arch)):  # type: ignore[attr-defined]
+            for b in range(len(blocks)):
+                p = f"layer{s + 1}.{b}"
+                c1, c2 = slot, slot + 1
+                sl[f"{p}.conv1"], sl[f"{p}.bn1"] = ("conv", c1, prev), ("bn", c1, None)
+                sl[f"{p}.conv2"], sl[f"{p}.bn2"] = ("conv", c2, c1), ("bn", c2, None)
+                bn[c1], filters[c1] = f"{p}.bn1", f"{p}.conv1"
+                bn[c2], filters[c2] = f"{p}.bn2", f"{p}.conv2"
+                prev, slot = c2, slot + 2
+        sl["fc"] = ("linear", None, prev)
+    elif arch.family == "preresnet":
+        slot = 0
+        for s, blocks in enumerate(fam.block_widths(arch)):  # type: ignore[attr-defined]
+            for b in range(len(blocks)):
+                p = f"layer{s + 1}.{b}"
+                k, c1, c2 = slot, slot + 1, slot + 2
+                sl[f"{p}.select"] = ("select", k, None)
+                sl[f"{p}.bn1"] = ("bn", k, None)
+                sl[f"{p}.conv1"], sl[f"{p}.bn2"] = ("conv", c1, k), ("bn", c1, None)
+                sl[f"{p}.conv2"], sl[f"{p}.bn3"] = ("conv", c2, c1), ("bn", c2, None)
+                sl[f"{p}.conv3"] = ("conv", None, c2)
+                bn[k], bn[c1], bn[c2] = f"{p}.bn1", f"{p}.bn2", f"{p}.bn3"
+                filters[c1], filters[c2] = f"{p}.conv1", f"{p}.conv2"
+                slot += 3
+        sl["select"], sl["bn"], sl["fc"] = ("select", slot, None), ("bn", slot, None), ("linear", None, slot)
+        bn[slot] = "bn"
+    elif arch.family == "densenet":
+        for j in range(n - 1):
+            sl[f"features.{j}.select"] = ("select", j, None)
+            sl[f"features.{j}.bn"] = ("bn", j, None)
+            sl[f"features.{j}.conv"] = ("conv", None, j)
+            bn[j] = f"features.{j}.bn"
+        h = n - 1
+        sl["select"], sl["bn"], sl["fc"] = ("select", h, None), ("bn", h, None), ("linear", None, h)
+        bn[h] = "bn"
+    else:  # pragma: no cover - a new family must add its plan here
+        raise ConfigError(f"no channel plan for family '{arch.family}'; add one to prunesearch/prune/channels.py")
+    return ModulePlan(tuple(bn), tuple(filters), sl)
+
+
+def bn_scores(model: nn.Module, arch: Architecture) -> list[torch.Tensor]:
+    """|gamma| of the BN over each slot's channels (Network Slimming's criterion), float64, CPU."""
+    mods = dict(model.named_modules())
+    return [mods[name].weight.detach().abs().double().cpu() for name in module_plan(arch).bn]
+
+
+def filter_norms(model: nn.Module, arch: Architecture, p: int = 1) -> list[torch.Tensor | None]:
+    """Lp norm of every output filter of the conv that produces each slot (``None`` for selection
+    slots, which have no filters of their own). float64, CPU."""
+    mods = dict(model.named_modules())
+    out: list[torch.Tensor | None] = []
+    for name in module_plan(arch).filters:
+        if name is None:
+            out.append(None)
+        else:
+            w = mods[name].weight.detach().double().cpu()
+            out.append(w.abs().sum((1, 2, 3)) if p == 1 else w.flatten(1).norm(p=p, dim=1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Tie groups and the global threshold
+# ------------------------------------------------------------------------------------------------
+def tie_groups(slots: Sequence["Slot"]) -> list[list[int]]:
+    """Slot indices grouped by tie key (untied slots are groups of one), in first-slot order."""
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(slots):
+        groups.setdefault(s.tie or f"#{i}", []).append(i)
+    return list(groups.values())
+
+
+def top_channels(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k highest scores (ties broken by lower index), sorted ascending."""
+    order = sorted(range(scores.numel()), key=lambda j: (-float(scores[j]), j))[:k]
+    return torch.tensor(sorted(order), dtype=torch.long)
+
+
+class ChannelPool:
+    """Per-slot channel scores under one global threshold.
+
+    ``scores[i]`` is a 1-D tensor over slot i's base channels, or ``None`` if the slot is not pruned
+    by this method (it then keeps every channel). Tied slots are combined with ``combine`` (``mean``
+    by default, so a group's scores stay on the scale of single slots) into one entry per channel;
+    a group is scored only if all its members are.
+    """
+
+    def __init__(self, base: Architecture, scores: Sequence[torch.Tensor | None], combine: str = "mean") -> None:
+        fam = get_family(base.family)
+        self.base = base
+        self.slots = fam.slots(base)
+        self.min_width = fam.min_width
+        if len(scores) != len(self.slots):
+            raise ConfigError(f"expected one score vector per slot ({len(self.slots)}), got {len(scores)}")
+        self.groups = tie_groups(self.slots)
+        self.group_scores: list[torch.Tensor | None] = []
+        for members in self.groups:
+            vecs = [scores[i] for i in members]
+            if any(v is None for v in vecs):
+                self.group_scores.append(None)
+                continue
+            for i, v in zip(members, vecs):
+                if v.dim() != 1 or v.numel() != self.slots[i].base_width:  # type: ignore[union-attr]
+                    raise ConfigError(f"slot {self.slots[i].name} needs {self.slots[i].base_width} scores, got shape {tuple(v.shape)}")  # type: ignore[union-attr]
+            stack = torch.stack([v.double().cpu() for v in vecs])  # type: ignore[union-attr]
+            if combine == "mean":
+                g = stack.mean(0)
+            elif combine == "max":
+                g = stack.max(0).values
+            elif combine == "sum":
+                g = stack.sum(0)
+            else:
+                raise ConfigError(f"unknown combine '{combine}' for tied slots; use mean, max or sum")
+            self.group_scores.append(g)
+        scored = [g for g in self.group_scores if g is not None]
+        if not scored:
+            raise ConfigError(f"no slot of {base.model_name} is scored by this method; nothing to prune")
+        self.values = torch.sort(torch.cat(scored)).values  # the pool, ascending
+        self.total = int(self.values.numel())
+
+    # -- threshold semantics -------------------------------------------------------------------
+    def threshold_at(self, k: int) -> float:
+        """Threshold for index ``k`` into the sorted pool; ``k = -1`` keeps everything."""
+        return -math.inf if k < 0 else float(self.values[k])
+
+    def index_for_ratio(self, ratio: float) -> int:
+        """The reference code's ``int(total * percent)`` (clamped to the last index)."""
+        return min(int(self.total * ratio), self.total - 1)
+
+    def keep_at(self, threshold: float) -> tuple[list[tuple[int, ...]], list[str]]:
+        """Keep sets per slot (score > threshold), with the minimum-width guard. Returns the keep
+        sets and the names of the slots whose width the guard had to restore."""
+        keep: list[tuple[int, ...]] = [()] * len(self.slots)
+        guarded: list[str] = []
+        for members, g in zip(self.groups, self.group_scores):
+            width = self.slots[members[0]].base_width
+            if g is None:
+                idx = tuple(range(width))
+            else:
+                kept = torch.nonzero(g > threshold).flatten()
+                need = min(self.min_width, width)
+                if kept.numel() < need:
+                    kept = top_channels(g, need)
+                    guarded += [self.slots[i].name for i in members]
+                idx = tuple(int(j) for j in kept)
+            for i in members:
+                keep[i] = idx
+        return keep, guarded
+
+    def widths_at(self, k: int) -> tuple[int, ...]:
+        return tuple(len(s) for s in self.keep_at(self.threshold_at(k))[0])
+
+    # -- budget ----------------------------------------------------------------------------------
+    def index_for_budget(self, target: int) -> int:
+        """The pool index whose keep sets' parameter count is closest to ``target`` (bisection:
+        params are non-increasing in the index). Raises BudgetError outside the reachable range."""
+
+        def params(k: int) -> int:
+            return count_params(self.base.replace(widths=self.widths_at(k), selections=None))
+
+        lo, hi = -1, self.total - 1
+        p_lo, p_hi = params(lo), params(hi)
+        if not p_hi <= target <= p_lo:
+            raise BudgetError(
+                f"budget {target:,} params is outside what pruning {self.base.model_name} with this method can reach "
+                f"({p_hi:,} to {p_lo:,} params, the minimum keeping {self.min_width} channel(s) per slot); "
+                f"choose a budget in that range"
+            )
+        # invariant: params(lo) >= target >= params(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if params(mid) >= target:
+                lo = mid
+            else:
+                hi = mid
+        p_lo, p_hi = params(lo), params(hi)
+        return lo if (p_lo - target) < (target - p_hi) else hi
+
+
+def ratio_for_index(k: int, total: int) -> float:
+    """A ratio r with ``int(total * r) == k`` (the inverse of the reference's index rule)."""
+    if k <= 0:
+        return 0.0
+    r = k / total
+    while int(total * r) < k:
+        r = math.nextafter(r, 1.0)
+    return r
+
+
+# ------------------------------------------------------------------------------------------------
+# Keep sets -> result
+# ------------------------------------------------------------------------------------------------
+def arch_from_keep(base: Architecture, keep: Sequence[Sequence[int]]) -> Architecture:
+    """The narrow architecture implied by per-slot keep sets (selections for selection slots;
+    a selection equal to the first ``width`` channels is stored as ``None``)."""
+    slots = get_family(base.family).slots(base)
+    widths = tuple(len(k) for k in keep)
+    sels = []
+    for s, k in zip(slots, keep):
+        if s.kind == "select":
+            sels.append(None if tuple(k) == tuple(range(len(k))) else tuple(int(i) for i in k))
+    return base.replace(widths=widths, selections=tuple(sels) if sels else None, name=None)
+
+
+def check_keep(base: Architecture, keep: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Validate keep sets: one per slot, sorted unique in-range indices, >= min width, ties equal."""
+    fam = get_family(base.family)
+    slots = fam.slots(base)
+    if len(keep) != len(slots):
+        raise ConfigError(f"expected one keep set per slot ({len(slots)}), got {len(keep)}")
+    out = []
+    tied: dict[str, tuple[int, ...]] = {}
+    for s, k in zip(slots, keep):
+        k = tuple(int(i) for i in k)
+        if list(k) != sorted(set(k)) or (k and not 0 <= k[0] <= k[-1] < s.base_width):
+            raise ConfigError(f"keep set of slot {s.name} must be sorted unique indices in [0, {s.base_width}), got {list(k)[:8]}")
+        if len(k) < fam.min_width:
+            raise ConfigError(f"slot {s.name} keeps {len(k)} channels, below the minimum {fam.min_width}")
+        if s.tie is not None and tied.setdefault(s.tie, k) != k:
+            raise ConfigError(f"tied slots ({s.tie}) must keep the same channels; {s.name} differs")
+        out.append(k)
+    return out
+
+
+def inherit_state_dict(model: nn.Module, base: Architecture, keep: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """The base model's tensors sliced to the kept channels: loads strictly into
+    ``build_model(arch_from_keep(base, keep))``.
+
+    Each conv keeps its kept output filters and, of those, the input channels the previous layer
+    kept; BN keeps its kept channels; linears keep the input features of the last slot. Selection
+    buffers (PreResNet/DenseNet ``ChannelSelect.indices``) record the kept indices, since those convs
+    read a selected subset of channels that are themselves never pruned.
+    """
+    plan = module_plan(base).slicing
+    idx = [torch.tensor(list(k), dtype=torch.long) for k in keep]
+    out: dict[str, torch.Tensor] = {}
+    for key, t in model.state_dict().items():
+        mod, _, pname = key.rpartition(".")
+        spec = plan.get(mod)
+        t = t.detach()
+        if spec is None or pname == "num_batches_tracked":
+            out[key] = t.clone()
+            continue
+        kind, o, i = spec
+        if kind == "select":
+            out[key] = idx[o].clone().to(t.device)  # type: ignore[index]
+            continue
+        if o is not None:
+            t = t.index_select(0, idx[o].to(t.device))
+        if i is not None and t.dim() >= 2:
+            t = t.index_select(1, idx[i].to(t.device))
+        out[key] = t.clone()
+    return out
+
+
+def result_from_keep(
+    method: PruningMethod | str,
+    model: nn.Module,
+    base: Architecture,
+    keep: Sequence[Sequence[int]],
+    *,
+    ratio: float | None = None,
+    threshold: float | None = None,
+    info: dict[str, Any] | None = None,
+) -> PruneResult:
+    """Validate keep sets and turn them into a PruneResult (architecture + inherited weights)."""
+    keep = check_keep(base, keep)
+    arch = arch_from_keep(base, keep)
+    name = method if isinstance(method, str) else method.name
+    return PruneResult(
+        arch=arch, base=base, method=name, state_dict=inherit_state_dict(model, base, keep), keep=tuple(keep),
+        ratio=ratio, threshold=threshold, info=dict(info or {}),
+    )
+
+
+def prune_by_scores(
+    method: PruningMethod | str,
+    model: nn.Module,
+    base: Architecture,
+    scores: Sequence[torch.Tensor | None],
+    *,
+    budget: float | None = None,
+    ratio: float | None = None,
+    combine: str = "mean",
+    info: dict[str, Any] | None = None,
+) -> PruneResult:
+    """One global threshold over per-slot channel scores, at a ``ratio`` (reference semantics) or at
+    a parameter ``budget`` (bisection on the threshold index), with ties and the width guard."""
+    pool = ChannelPool(base, scores, combine=combine)
+    info = dict(info or {})
+    info["pool_size"] = pool.total
+    if budget is not None:
+        target = resolve_budget(base, budget)
+        k = pool.index_for_budget(target)
+        info["budget"] = budget
+        info["target_params"] = target
+    elif ratio is not None:
+        k = pool.index_for_ratio(float(ratio))
+    else:
+        raise ConfigError("give budget= (fraction or parameter count) or ratio= (global prune ratio)")
+    thr = pool.threshold_at(k)
+    keep, guarded = pool.keep_at(thr)
+    info["guarded_slots"] = guarded
+    pruned = sum(
+        g.numel() - len(keep[m[0]]) for m, g in zip(pool.groups, pool.group_scores) if g is not None
+    )
+    info["pruned_fraction"] = pruned / pool.total
+    out_ratio = float(ratio) if ratio is not None else ratio_for_index(k, pool.total)
+    result = result_from_keep(method, model, base, keep, ratio=out_ratio,
+                              threshold=None if k < 0 else thr, info=info)
+    if budget is not None:
+        params = result.params
+        err = abs(params - info["target_params"]) / info["target_params"]
+        result.info["budget_rel_error"] = err
+        if err > 0.005:
+            result.info["budget_note"] = (
+                f"{params:,} params is the closest a single threshold gets to {info['target_params']:,} "
+                f"({100 * err:.2f} % off): one channel (group) is a bigger step than 0.5 % here"
+            )
+    return result

@@ -1,0 +1,126 @@
+"""Unstructured magnitude pruning (Han et al. 2015) as the reference code runs it (REFERENCE §4).
+
+Pool |w| of every conv weight, sort ascending, threshold = ``sorted[int(total * percent)]``, keep the
+weights with |w| > threshold. The architecture keeps the dense widths and records each conv's
+density (kept / total weights); ``result.masks`` holds the 0/1 mask of every conv. Guard: every conv
+keeps at least ``min_keep`` weights (its largest ones), so no layer is cut off. A parameter budget
+is reached by bisection on the threshold index (granularity: one weight, up to ties in |w|).
+
+Fine-tuning and scratch runs: ``build_model(result.arch, masks=result.masks)``, then
+``load_state_dict(result.state_dict)`` (fine-tune) or ``init_sparse_`` (scratch), and train with
+``MaskHook()``; ``Magnitude.build_pruned`` / ``train_hooks`` do exactly that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..arch import Architecture, conv_weight_counts, count_params, resolve_budget
+from ..errors import BudgetError, ConfigError
+from ..models import conv_layers
+from .base import PruneResult, PruningMethod, check_model, check_request, register
+from .channels import ratio_for_index
+
+
+@register
+class Magnitude(PruningMethod):
+    """One global |w| threshold over all conv weights (unstructured; ``min_keep`` guard per conv)."""
+
+    name = "magnitude"
+    structured = False
+
+    def prune(
+        self,
+        model: nn.Module,
+        arch: Architecture,
+        *,
+        budget: float | None = None,
+        ratio: float | None = None,
+        data: Any = None,
+        min_keep: int = 1,
+        **options: Any,
+    ) -> PruneResult:
+        if options:
+            raise ConfigError(f"magnitude takes budget=, ratio= or min_keep=, got {', '.join(sorted(options))}")
+        check_request(self, arch, budget, ratio)
+        check_model(model, arch)
+        if isinstance(min_keep, bool) or not isinstance(min_keep, int) or min_keep < 1:
+            raise ConfigError(f"min_keep (weights kept per conv at least) must be an integer >= 1, got {min_keep!r}")
+        names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        convs = conv_layers(model)
+        sizes = conv_weight_counts(arch)
+        assert [c.weight.numel() for c in convs] == sizes, "conv order differs from the layer plan"
+        mags = [c.weight.detach().abs().flatten().float().cpu() for c in convs]
+        per_layer = [torch.sort(m).values for m in mags]
+        pool = torch.sort(torch.cat(mags)).values
+        total = int(pool.numel())
+        dense_params = count_params(arch)
+        other = dense_params - sum(sizes)  # BN + linear parameters (never pruned)
+
+        def thr_at(k: int) -> float:
+            return float("-inf") if k < 0 else float(pool[k])
+
+        def kept_counts(thr: float) -> list[int]:
+            out = []
+            for s in per_layer:
+                n = s.numel() - int(torch.searchsorted(s, torch.tensor([thr]), right=True)[0]) if thr != float("-inf") else s.numel()
+                out.append(max(n, min(min_keep, s.numel())))
+            return out
+
+        info: dict[str, Any] = {"pool_size": total, "min_keep": min_keep}
+        if budget is not None:
+            target = resolve_budget(arch, budget)
+            info.update(budget=budget, target_params=target)
+
+            def params(k: int) -> int:
+                return other + sum(kept_counts(thr_at(k)))
+
+            lo, hi = -1, total - 1
+            if not params(hi) <= target <= params(lo):
+                raise BudgetError(
+                    f"budget {target:,} params is outside what magnitude pruning of {arch.model_name} can reach "
+                    f"({params(hi):,} to {params(lo):,} params; BN and linear layers are never pruned); choose a budget in that range"
+                )
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if params(mid) >= target:
+                    lo = mid
+                else:
+                    hi = mid
+            k = lo if params(lo) - target < target - params(hi) else hi
+            out_ratio = ratio_for_index(k, total)
+        else:
+            k = min(int(total * float(ratio)), total - 1)  # type: ignore[arg-type]
+            out_ratio = float(ratio)  # type: ignore[arg-type]
+        thr = thr_at(k)
+
+        masks, guarded = [], []
+        for name, c, m in zip(names, convs, mags):
+            keep = m > thr
+            need = min(min_keep, m.numel())
+            if int(keep.sum()) < need:
+                keep = torch.zeros_like(keep)
+                keep[torch.argsort(m, descending=True, stable=True)[:need]] = True
+                guarded.append(name)
+            masks.append(keep.reshape(c.weight.shape).to(c.weight.dtype))
+        kept = [int(mk.sum()) for mk in masks]
+        new = arch.replace(densities=tuple(n / s for n, s in zip(kept, sizes)), name=None)
+
+        state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
+        for name, mk in zip(names, masks):
+            w = state[f"{name}.weight"]
+            state[f"{name}.weight"] = w * mk.to(w.device)
+            state[f"{name}.weight_mask"] = mk.clone().to(w.device)
+        info["guarded_layers"] = guarded
+        info["pruned_fraction"] = 1 - sum(kept) / total
+        result = PruneResult(arch=new, base=arch, method=self.name, state_dict=state, masks=tuple(masks),
+                             ratio=out_ratio, threshold=None if k < 0 else thr, info=info)
+        if budget is not None:
+            err = abs(result.params - info["target_params"]) / info["target_params"]
+            result.info["budget_rel_error"] = err
+            if err > 0.005:
+                result.info["budget_note"] = f"{result.params:,} params is the closest one |w| threshold gets ({100 * err:.2f} % off; ties in |w|)"
+        return result
