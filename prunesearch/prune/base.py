@@ -127,6 +127,10 @@ class PruningMethod:
       trained with for this method to work (Network Slimming's L1 penalty on BN gammas, soft filter
       pruning's periodic zeroing, ...). ``None`` = plain training. ``arch`` is the base architecture
       (defaults such as slimming's ``s`` depend on the family).
+    - ``prepare(model, arch) -> nn.Module``: called on the freshly built base model before it is
+      trained with the regulariser; returns the model to train (default: unchanged). Sparse
+      Structure Selection adds one scaling factor per residual block here (the factor must exist
+      before the optimiser is created); ``prune`` then accepts the prepared model.
     - ``prune(model, arch, *, budget=None, ratio=None, data=None, **options) -> PruneResult``:
       ``model`` is ``build_model(arch)`` with trained (or any) weights; it is not modified.
       Exactly one way of saying how much to prune, unless the method has predefined variants:
@@ -161,6 +165,9 @@ class PruningMethod:
         if options:
             raise ConfigError(f"pruning method '{self.name}' takes no regulariser options, got {', '.join(sorted(options))}")
         return None
+
+    def prepare(self, model: "nn.Module", arch: Architecture) -> "nn.Module":
+        return model
 
     def prune(
         self,
