@@ -8,7 +8,7 @@ checks that both agree for many random widths. Conventions follow the reference 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -35,9 +35,9 @@ class Slot:
     kind: str = "conv"
 
 
-@dataclass(frozen=True)
-class Layer:
-    """A weighted layer of the plan. ``hw``: output feature-map side (convs); 1 for linear/bn1d."""
+class Layer(NamedTuple):
+    """A weighted layer of the plan. ``hw``: output feature-map side (convs); 1 for linear/bn1d.
+    (A NamedTuple: counting builds hundreds of these per call, so they must be cheap.)"""
 
     kind: str  # conv | bn | linear
     cin: int

@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure. Tests never import them."""
