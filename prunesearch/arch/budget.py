@@ -132,9 +132,10 @@ def fit_budget(
     best = min(cands, key=lambda g: abs(params_of(g) - target))
     best_p = params_of(best)
 
-    # Greedy nudge: one channel on one tie group at a time, while it brings params closer.
+    # Greedy nudge: one channel on one tie group at a time, while it brings params closer. It aims
+    # well inside the tolerance (a fifth of it) so that results do not sit on the tolerance's edge.
     steps = 0
-    while abs(best_p - target) > tolerance * target and steps < 4 * len(members) + 64:
+    while abs(best_p - target) > 0.2 * tolerance * target and steps < 4 * len(members) + 64:
         steps += 1
         move, move_p = None, best_p
         direction = 1 if best_p < target else -1
