@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from .base import GENERATORS, Generator, get_generator
 from . import basic  # noqa: F401  (registers uniform and random)
+from . import rule_based  # noqa: F401  (registers pruned, guided and transferred)
 
 __all__ = ["GENERATORS", "Generator", "get_generator"]
