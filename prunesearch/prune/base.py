@@ -17,7 +17,7 @@ Writing a method (issue 4 and 5 methods all follow this)::
         name = "mine"
         structured = True
 
-        def regularizer(self, arch, **options):       # optional: what the base must train with
+        def regularizer(self, arch, *, budget=None, ratio=None, **options):  # optional: base training
             return None
 
         def prune(self, model, arch, *, budget=None, ratio=None, data=None, **options):
@@ -120,13 +120,19 @@ class PruningMethod:
       ConfigError naming an alternative for the others.
     - ``needs_data``: True if ``prune`` reads activations (ThiNet, regression): then ``data`` (a
       :class:`~prunesearch.data.Dataset`) is required.
+    - ``prunes``: what is removed: ``channels`` (narrow widths; ``result.keep`` per slot),
+      ``weights`` (unstructured; ``result.masks`` per conv, ``arch.densities``) or ``blocks``
+      (depth: ``arch.blocks``; ``result.keep`` is ``None``). Patterns/rules read this.
 
     Methods (``prune`` must be implemented; the others have working defaults):
 
-    - ``regularizer(arch, **options) -> TrainHook | None``: the hook the *base* model must be
-      trained with for this method to work (Network Slimming's L1 penalty on BN gammas, soft filter
-      pruning's periodic zeroing, ...). ``None`` = plain training. ``arch`` is the base architecture
-      (defaults such as slimming's ``s`` depend on the family).
+    - ``regularizer(arch, *, budget=None, ratio=None, **options) -> TrainHook | None``: the hook the
+      *base* model must be trained with for this method to work (Network Slimming's L1 penalty on BN
+      gammas, soft filter pruning's periodic zeroing, ...). ``None`` = plain training. ``arch`` is
+      the base architecture (defaults such as slimming's ``s`` depend on the family). ``budget`` /
+      ``ratio`` are the target ``prune`` will get: every method accepts them, most ignore them;
+      methods that prune *during* training (soft filter pruning) need them, and then the base must
+      be trained once per target.
     - ``prepare(model, arch) -> nn.Module``: called on the freshly built base model before it is
       trained with the regulariser; returns the model to train (default: unchanged). Sparse
       Structure Selection adds one scaling factor per residual block here (the factor must exist
@@ -158,10 +164,12 @@ class PruningMethod:
 
     name: ClassVar[str]
     structured: ClassVar[bool] = True
+    prunes: ClassVar[str] = "channels"
     families: ClassVar[tuple[str, ...]] = ("vgg", "resnet", "preresnet", "densenet")
     needs_data: ClassVar[bool] = False
 
-    def regularizer(self, arch: Architecture, **options: Any) -> "TrainHook | None":
+    def regularizer(self, arch: Architecture, *, budget: float | None = None, ratio: float | None = None,
+                    **options: Any) -> "TrainHook | None":
         if options:
             raise ConfigError(f"pruning method '{self.name}' takes no regulariser options, got {', '.join(sorted(options))}")
         return None
@@ -264,9 +272,12 @@ def check_request(
 
 def check_model(model: "nn.Module", arch: Architecture) -> None:
     """Raise ConfigError unless ``model`` has the state-dict layout of ``build_model(arch)``."""
+    import torch
+
     from ..models import build_model
 
-    want = {k: tuple(v.shape) for k, v in build_model(arch).state_dict().items()}
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        want = {k: tuple(v.shape) for k, v in build_model(arch).state_dict().items()}
     have = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if want != have:
         diff = sorted(set(want.items()) ^ set(have.items()))[:2]

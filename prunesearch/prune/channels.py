@@ -133,8 +133,9 @@ def filter_norms(model: nn.Module, arch: Architecture, p: int = 1) -> list[torch
         if name is None:
             out.append(None)
         else:
-            w = mods[name].weight.detach().double().cpu()
-            out.append(w.abs().sum((1, 2, 3)) if p == 1 else w.flatten(1).norm(p=p, dim=1))
+            w = mods[name].weight.detach().flatten(1)
+            v = w.abs().sum(1, dtype=torch.float64) if p == 1 else w.double().norm(p=p, dim=1)
+            out.append(v.cpu())
     return out
 
 
@@ -153,6 +154,41 @@ def top_channels(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the k highest scores (ties broken by lower index), sorted ascending."""
     order = sorted(range(scores.numel()), key=lambda j: (-float(scores[j]), j))[:k]
     return torch.tensor(sorted(order), dtype=torch.long)
+
+
+_top = top_channels  # old private name, still imported by work in progress
+
+
+def keep_top(base: Architecture, scores: Sequence[torch.Tensor | None], widths: Sequence[int],
+             combine: str = "mean") -> list[tuple[int, ...]]:
+    """Predefined widths: per slot the ``widths[i]`` highest-scored channels. Tied slots are scored
+    together (``combine``) and share one keep set; unscored slots (``None``) must stay whole."""
+    fam = get_family(base.family)
+    slots = fam.slots(base)
+    if len(widths) != len(slots) or len(scores) != len(slots):
+        raise ConfigError(f"expected one width and one score vector per slot ({len(slots)}), got {len(widths)} and {len(scores)}")
+    keep: list[tuple[int, ...]] = [()] * len(slots)
+    for members in tie_groups(slots):
+        width, base_width = int(widths[members[0]]), slots[members[0]].base_width
+        if any(int(widths[i]) != width for i in members):
+            raise ConfigError(f"tied slots ({slots[members[0]].tie}) must get one width; got {[widths[i] for i in members]}")
+        if not fam.min_width <= width <= base_width:
+            raise ConfigError(f"slot {slots[members[0]].name} width {width} is outside [{fam.min_width}, {base_width}]")
+        if width == base_width:
+            idx = tuple(range(base_width))
+        else:
+            vecs = [scores[i] for i in members]
+            if any(v is None for v in vecs):
+                raise ConfigError(
+                    f"slot {slots[members[0]].name} is narrowed to {width} but this method does not score it "
+                    f"(a selection without filters); only scored slots can be narrowed"
+                )
+            g = torch.stack([v.double().cpu() for v in vecs])  # type: ignore[union-attr]
+            g = {"mean": g.mean(0), "max": g.max(0).values, "sum": g.sum(0)}[combine]
+            idx = tuple(int(j) for j in top_channels(g, width))
+        for i in members:
+            keep[i] = idx
+    return keep
 
 
 class ChannelPool:

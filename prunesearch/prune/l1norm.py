@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, get_family, resolve_model
+from ..arch import Architecture, resolve_model
 from ..arch.io import NAMED_VARIANTS
 from ..errors import ConfigError
 from .base import PruneResult, PruningMethod, check_model, check_request, register
-from .channels import filter_norms, prune_by_scores, result_from_keep, tie_groups, top_channels
+from .channels import filter_norms, keep_top, prune_by_scores, result_from_keep
 
 NORMALIZERS = ("max", "mean", "none")
 
@@ -98,26 +98,7 @@ class L1Norm(PruningMethod):
                 f"l1norm target {target.label} is not a pruned form of {arch.model_name}; "
                 f"prune a {target.model_name} base model"
             )
-        slots = get_family(arch.family).slots(arch)
-        keep: list[tuple[int, ...]] = [()] * len(slots)
-        for members in tie_groups(slots):
-            width = target.widths[members[0]]
-            base_width = slots[members[0]].base_width
-            if any(target.widths[i] != width for i in members):
-                raise ConfigError(f"target {target.label} gives tied slots ({slots[members[0]].tie}) different widths")
-            if width == base_width:
-                idx = tuple(range(base_width))
-            else:
-                vecs = [norms[i] for i in members]
-                if any(v is None for v in vecs):
-                    raise ConfigError(
-                        f"target {target.label} narrows slot {slots[members[0]].name}, a selection without filters; "
-                        f"l1norm can only narrow conv outputs (use slimming for selections)"
-                    )
-                score = torch.stack(vecs).mean(0)  # type: ignore[arg-type]
-                idx = tuple(int(j) for j in top_channels(score, width))
-            for i in members:
-                keep[i] = idx
+        keep = keep_top(arch, norms, target.widths)
         label = variant.strip().lower() if variant is not None else (target.name or "target")
         return result_from_keep(self, model, arch, keep, info={"variant": label})
 

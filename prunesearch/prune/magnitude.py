@@ -31,6 +31,7 @@ class Magnitude(PruningMethod):
 
     name = "magnitude"
     structured = False
+    prunes = "weights"
 
     def prune(
         self,

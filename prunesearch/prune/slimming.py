@@ -62,7 +62,9 @@ class Slimming(PruningMethod):
     name = "slimming"
     structured = True
 
-    def regularizer(self, arch: Architecture, s: float | None = None, **options: Any) -> TrainHook:
+    def regularizer(self, arch: Architecture, *, budget: float | None = None, ratio: float | None = None,
+                    s: float | None = None, **options: Any) -> TrainHook:
+        # budget/ratio: slimming's penalty does not depend on the target (one base serves all budgets)
         if options:
             raise ConfigError(f"slimming's regulariser takes s= (sparsity strength) only, got {', '.join(sorted(options))}")
         return BNL1Penalty(DEFAULT_SPARSITY[arch.family] if s is None else s)
