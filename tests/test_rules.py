@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
@@ -17,7 +15,6 @@ from prunesearch.arch import (
     scale_densities_to_budget,
     unpruned,
 )
-from prunesearch.cli import main
 from prunesearch.errors import ConfigError
 from prunesearch.generators import GENERATORS, get_generator
 from prunesearch.rules import (
@@ -338,54 +335,3 @@ def test_guided_refuses_a_rule_from_another_model(tmp_path):
     with pytest.raises(ConfigError, match="has no option 'rules'"):
         get_generator("guided").generate(resolve_model("vgg16"), 0.4, 0, rules=str(f))
     assert within(get_generator("guided").generate(resolve_model("vgg16"), 0.4, 0, rule=str(f), dataset="cifar10"), 0.4)
-
-
-# ------------------------------------------------------------------------------------------------ transfer CLI
-@pytest.mark.parametrize("source, targets", [("vgg", ["resnet56", "resnet20"]),
-                                             ("resnet", ["vgg16", "densenet40", "preresnet164"])])
-def test_transfer_dry_run_json_is_on_budget_across_families(tmp_path, capsys, source, targets):
-    rule = vgg_rule() if source == "vgg" else resnet_rule()
-    f = save_rule(rule, tmp_path / "rule.yaml")
-    for target in targets:
-        code = main(["transfer", "--rule", str(f), "--to", target, "--dataset", "cifar10", "--budgets", "0.2,0.4,0.6",
-                     "--dry-run", "--json"])
-        out, _ = capsys.readouterr()
-        assert code == 0
-        d = json.loads(out)
-        assert d["target"] == target and d["rule_kind"] == "stage" and len(d["budgets"]) == 3
-        base_params = count_params(resolve_model(target))
-        assert d["base_params"] == base_params
-        for row, b in zip(d["budgets"], (0.2, 0.4, 0.6)):
-            assert row["param_budget"] == round(b * base_params)
-            for arm in ("transferred", "uniform"):
-                a = row[arm]
-                assert abs(a["params"] - row["param_budget"]) <= TOL * row["param_budget"]
-                assert set(a) >= {"widths", "params", "macs", "budget"}
-                arch = resolve_model(target).replace(widths=tuple(a["widths"]))
-                assert count_params(arch) == a["params"]
-            assert row["transferred"]["widths"] != row["uniform"]["widths"]
-
-
-def test_transfer_defaults_to_the_newest_discover_run(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code = main(["transfer", "--to", "vgg16", "--dry-run", "--json"])
-    _, err = capsys.readouterr()
-    assert code == 2 and "run `prunesearch discover` first" in err and err.count("\n") == 1
-    save_rule(vgg_rule(), tmp_path / "runs" / "discover-a" / "rule.yaml")
-    import os
-    import time
-
-    newer = save_rule(resnet_rule(), tmp_path / "runs" / "discover-b" / "rule.yaml")
-    os.utime(newer, (time.time() + 5, time.time() + 5))
-    code = main(["transfer", "--to", "vgg16", "--dry-run", "--json", "--budgets", "0.5"])
-    out, _ = capsys.readouterr()
-    assert code == 0 and json.loads(out)["origin"] == "resnet56/cifar10/slimming"
-    assert json.loads(out)["dataset"] == "cifar10"  # the rule's dataset
-
-
-@pytest.mark.parametrize("content", ["kind: stage\nprunesearch_rule: 7\n", "{not: a rule}\n", "- [\n"])
-def test_transfer_bad_rule_file_exits_2_with_one_line(tmp_path, capsys, content):
-    f = _write(tmp_path, content, "r.yaml")
-    code = main(["transfer", "--rule", str(f), "--to", "resnet56", "--dry-run", "--json"])
-    out, err = capsys.readouterr()
-    assert code == 2 and out == "" and err.startswith("error:") and err.count("\n") == 1

@@ -228,7 +228,7 @@ def rule_profile(rule) -> dict[str, list[tuple[float, float]]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..arch import count_params_macs, resolve_budget
+    from ..arch import count_params_macs
     from ..data import load_dataset
     from ..prune import get_method
     from ..rules.discovery import base_for, discover_rules, train_base, write_summary
@@ -240,14 +240,24 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     method = get_method(args.method)
+    kinds = ("stage", "depth") if method.structured else ("sparsity",)
+    if args.rule_kind is not None and args.rule_kind not in kinds:
+        raise ConfigError(f"--rule-kind {args.rule_kind} does not fit {args.method} ("
+                          f"{'structured' if method.structured else 'unstructured'}); choose {' or '.join(kinds)}")
+    if not method.structured and not args.no_scratch:
+        raise ConfigError(f"{args.method} is unstructured: training its sparse arms from scratch needs mask-aware "
+                          "training in the study evaluator, which is not wired yet; add --no-scratch to discover "
+                          "the sparsity rule only")
     recipe_name = args.recipe or DEFAULTS["recipe"]
     epochs = args.epochs if args.epochs is not None else (DEFAULTS["epochs"] if args.recipe is None else None)
     recipe = get_recipe(recipe_name, epochs=epochs)
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, data_dir=args.data_dir)
     base = base_for(args.model, data)
-    for b in budgets:
-        resolve_budget(base, b)  # an unreachable budget fails before anything trains
+    from ..generators import get_generator
+
+    for b in budgets:  # an unreachable budget fails before anything trains (BudgetError names the range)
+        get_generator("uniform").generate(base, b)
     method.regularizer(base)  # a family the method does not support fails now, too
     out = _run_dir(args)
     out.mkdir(parents=True, exist_ok=True)
