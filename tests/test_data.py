@@ -200,3 +200,21 @@ def test_no_flip_for_digits_by_default():
     # Same draws with flips disabled explicitly: identical, so no flip happened
     b = next(dd.train_batches(64, g2, augment=True, flip=False))[0]
     assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------- opt-in tiers
+@pytest.mark.cifar
+def test_real_cifar10_from_env_dir():
+    import os
+
+    root = os.environ.get("PRUNESEARCH_CIFAR_DIR")
+    if not root:
+        pytest.skip("set PRUNESEARCH_CIFAR_DIR to a folder holding cifar-10-batches-py")
+    d = load_dataset("cifar10", data_dir=root)
+    assert (d.num_train, d.num_test) == (50000, 10000)
+    assert torch.bincount(d.train_y).tolist() == [5000] * 10
+    # the reference normalisation constants are close to the real statistics
+    from prunesearch.data import channel_stats
+
+    mean, _ = channel_stats(d.train_x[:5000])
+    assert all(abs(a - b) < 0.01 for a, b in zip(mean, CIFAR_MEAN))

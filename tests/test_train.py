@@ -241,3 +241,30 @@ def test_threads_restored(data):
     before = torch.get_num_threads()
     r = train(tiny_net(), data, smoke(epochs=1), seed=0, device="cpu", threads=1)
     assert r.threads == 1 and torch.get_num_threads() == before
+
+
+# ------------------------------------------------------------------------------- opt-in tiers
+@pytest.mark.slow
+def test_resnet20_learns_mnist5k():
+    """Real digits, ResNet-20, the paper recipe squeezed into 3 epochs: ~95 % (the reference loop
+    reaches the same; see benchmarks/train_throughput.py --parity)."""
+    from prunesearch.arch import resolve_model
+    from prunesearch.models import build_model
+
+    d = load_dataset("mnist5k")
+    torch.manual_seed(0)
+    net = build_model(resolve_model("resnet20", num_classes=10, in_channels=1, input_size=32))
+    r = train(net, d, get_recipe("paper", epochs=3), seed=0, device="cpu")
+    assert r.best_acc > 0.9
+
+
+@pytest.mark.gpu
+def test_trains_on_cuda(data, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    rec = smoke(epochs=4, checkpoint_every=1)
+    r = train(tiny_net(), data, rec, seed=0, device="cuda", checkpoint_dir=tmp_path)
+    assert r.device.startswith("cuda") and r.precision in ("bf16", "fp32")
+    assert r.history[-1].train_loss < r.history[0].train_loss
+    again = train(tiny_net(), data, rec, seed=0, device="cuda", checkpoint_dir=tmp_path)
+    assert again.resumed_from == 4
