@@ -91,7 +91,13 @@ class PruneResult:
 
     @property
     def keep_ratios(self) -> tuple[float, ...]:
-        """Per slot: kept width / base width (structured); all 1.0 for unstructured results."""
+        """Per slot: kept width / base width (structured); all 1.0 for unstructured results.
+        Depth-pruned results (fewer blocks, hence other slots) have no per-slot ratio."""
+        if len(self.arch.widths) != len(self.base.widths):
+            raise ConfigError(
+                f"{self.method} removed blocks ({self.arch.label} has {len(self.arch.widths)} slots, the base "
+                f"{len(self.base.widths)}); compare arch.blocks with the base instead of per-slot keep ratios"
+            )
         return tuple(w / b for w, b in zip(self.arch.widths, self.base.widths))
 
     def channel_masks(self) -> list["torch.Tensor"]:

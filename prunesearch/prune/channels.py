@@ -345,6 +345,12 @@ def inherit_state_dict(model: nn.Module, base: Architecture, keep: Sequence[Sequ
     kept; BN keeps its kept channels; linears keep the input features of the last slot. Selection
     buffers (PreResNet/DenseNet ``ChannelSelect.indices``) record the kept indices, since those convs
     read a selected subset of channels that are themselves never pruned.
+
+    Exactness: for VGG, PreResNet and DenseNet the pruned model computes exactly what the base model
+    computes with the pruned channels' BN gamma and beta set to zero (a test checks it). CIFAR
+    ResNet's identity shortcuts stay exact inside a stage (one keep set per stage), but the option-A
+    shortcut between stages pads channels *by position*, so after pruning the stage outputs the
+    inherited model is an approximation there: a starting point for fine-tuning, as in the paper.
     """
     plan = module_plan(base).slicing
     idx = [torch.tensor(list(k), dtype=torch.long) for k in keep]
@@ -415,6 +421,8 @@ def prune_by_scores(
         raise ConfigError("give budget= (fraction or parameter count) or ratio= (global prune ratio)")
     thr = pool.threshold_at(k)
     keep, guarded = pool.keep_at(thr)
+    if k < 0:
+        info["note"] = "the budget is the unpruned model: nothing was pruned (threshold -inf)"
     info["guarded_slots"] = guarded
     pruned = sum(
         g.numel() - len(keep[m[0]]) for m, g in zip(pool.groups, pool.group_scores) if g is not None
