@@ -6,7 +6,7 @@ from scratch through :func:`evaluate` (result cache by arch_id/recipe/dataset/se
 Storages: a journal file in the run dir (default) or PostgreSQL (``postgresql+psycopg://``).
 """
 
-from .evaluate import evaluate
+from .evaluation import evaluate
 from .records import load_records, records_from_study, trial_to_record
 from .runner import (
     PlannedTrial,

@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..records import COMPLETE, FAILED, INTERRUPTED, RUNNING, WAITING, TrialRecord
-from .storage import FAIL_REASON, load_study, open_storage
+from .storage import FAIL_REASON, STALE_REASON, load_study, open_storage
 
 _STATE = {
     TrialState.COMPLETE: COMPLETE,
@@ -17,7 +17,7 @@ _STATE = {
     TrialState.RUNNING: RUNNING,
     TrialState.WAITING: WAITING,
 }
-_EXTRA = ("slot", "index", "keep_ratios", "multipliers", "alpha", "images_per_second", "worker",
+_EXTRA = ("retry_reason", "slot", "index", "keep_ratios", "multipliers", "alpha", "images_per_second", "worker",
           "train_info", "options", "cache_key", "dataset_synthetic", "duplicate_of")
 
 
@@ -50,7 +50,7 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
         final_acc=ua.get("final_acc") if state == COMPLETE else None,
         train_seconds=ua.get("train_seconds") if state == COMPLETE else None,
         epochs=ua.get("epochs") if state == COMPLETE else None,
-        fail_reason=ua.get(FAIL_REASON) if state in (FAILED, INTERRUPTED) else None,
+        fail_reason=(ua.get(FAIL_REASON) or STALE_REASON) if state in (FAILED, INTERRUPTED) else None,
         study=study_name,
         trial_number=t.number,
         method=ua.get("method"),

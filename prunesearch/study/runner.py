@@ -48,7 +48,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import BudgetError, ConfigError, PrunesearchError, StorageError, TrainingDiverged
-from . import evaluate as _evaluate_mod
+from . import evaluation as _evaluation
 from .spec import SEARCHED, Plan, budget_label
 from .storage import (
     FAIL_REASON,
@@ -410,7 +410,8 @@ class Worker:
         try:
             if reason is not None:
                 self._set(trial_id, **{FAIL_REASON: reason})
-            self.study.tell(trial_id, value if state == TrialState.COMPLETE else None, state=state)
+            number = self.study._storage.get_trial(trial_id).number  # tell() takes numbers, not ids
+            self.study.tell(number, value if state == TrialState.COMPLETE else None, state=state)
             return True
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
@@ -477,7 +478,7 @@ class Worker:
         self.on_event("start", {"trial": number, "slot": ua["slot"], "params": count_params(arch)})
         data = get_dataset(ua["dataset"], self.data_dir)
         ckpt = self.run_dir / "checkpoints" / _safe_name(f"{ua['slot']}-{arch.arch_id}")
-        metrics = _evaluate_mod.evaluate(arch, int(ua["seed"]), data, ua["recipe"], self.device(), ckpt)
+        metrics = _evaluation.evaluate(arch, int(ua["seed"]), data, ua["recipe"], self.device(), ckpt)
         summary.trained += 1
         self._set(trial_id, **{k: metrics[k] for k in RESULT_KEYS},
                   train_info={k: metrics.get(k) for k in ("precision", "device", "threads", "resumed_from")},

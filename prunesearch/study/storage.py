@@ -34,7 +34,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import StorageError
@@ -117,7 +117,9 @@ def open_storage(
                 # create it private: results can be sensitive and the journal is the only copy
                 fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
                 os.close(fd)
-            backend = JournalFileBackend(str(path))
+            # a worker SIGKILLed inside a (millisecond) append leaves the lock behind: others break
+            # it after 10 s without a change (Optuna's default waits 30 s)
+            backend = JournalFileBackend(str(path), lock_obj=JournalFileSymlinkLock(str(path), grace_period=10))
         except OSError as e:
             raise StorageError(f"cannot open journal storage {path} ({e.strerror or e}); "
                                "check the directory exists and is writable") from None
@@ -132,7 +134,9 @@ def open_storage(
     if str(storage).startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
-        return RDBStorage(str(storage), engine_kwargs=engine_kwargs, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(str(storage), engine_kwargs=engine_kwargs, **kwargs)
     except ImportError as e:
         raise StorageError(f"storage {mask_url(storage)} needs a database driver ({scrub(str(e), storage)}); "
                            "pip install 'prunesearch[postgres]'") from None
@@ -149,7 +153,10 @@ def open_storage(
 # Heartbeats and dead workers
 # ---------------------------------------------------------------------------------------------
 def _raw(storage: BaseStorage) -> BaseStorage:
-    return getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in _CachedStorage
+    """The storage under Optuna's ``_CachedStorage`` wrapper (it wraps every RDBStorage)."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
 
 
 def _journal_settings(storage: BaseStorage) -> tuple[int | None, int | None]:
@@ -195,6 +202,9 @@ class Heartbeat:
     def __enter__(self) -> "Heartbeat":
         if heartbeat_enabled(self.storage):
             record_heartbeat(self.storage, self.trial_id)  # synchronously: the trial is owned now
+            if isinstance(_raw(self.storage), RDBStorage):
+                # marks "has beaten once": a trial claimed but never beating is found by its start time
+                self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
             self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.trial_id}", daemon=True)
             self._thread.start()
         return self
@@ -214,21 +224,36 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
         if raw.get_heartbeat_interval() is None:
             return []
         before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        optuna.storages.fail_stale_trials(study)  # runs retry_stale_trial for the ones it failed
-        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        return sorted(before - after)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # runs retry_stale_trial for the ones it failed
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        failed = sorted(before - {t.number for t in running})
+        # Optuna only sees trials that beat at least once; one killed between its claim and its first
+        # beat (milliseconds) is found by its start time instead, with a doubled grace period.
+        grace = float(raw.grace_period if raw.grace_period is not None else 2 * raw.heartbeat_interval)
+        orphans = [t for t in running if HEARTBEAT_ATTR not in t.system_attrs and t.datetime_start is not None
+                   and time.time() - t.datetime_start.timestamp() > 2 * grace]
+        return failed + _fail_and_retry(study, orphans)
     interval, grace = _journal_settings(storage)
     if interval is None:
         return []
     now = time.time()
-    failed: list[int] = []
+    stale = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         beat = t.system_attrs.get(HEARTBEAT_ATTR)
         if beat is None:
             start = t.datetime_start
             beat = start.timestamp() if start is not None else now
-        if now - float(beat) <= float(grace):
-            continue
+        if now - float(beat) > float(grace):
+            stale.append(t)
+    return _fail_and_retry(study, stale)
+
+
+def _fail_and_retry(study: optuna.Study, trials: list[FrozenTrial]) -> list[int]:
+    storage = study._storage
+    failed: list[int] = []
+    for t in trials:
         try:
             ok = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -246,6 +271,7 @@ PLAN_ATTRS = (
     "macs", "dataset", "recipe", "method", "rule", "base_arch", "options", "plan_hash",
 )
 FAIL_REASON = "fail_reason"
+STALE_REASON = "worker stopped (no heartbeat within the grace period)"
 
 
 def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> None:
@@ -254,18 +280,13 @@ def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, reason: str | Non
     Same bookkeeping as Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial``,
     ``retry_history`` system attrs), but results of the failed attempt are not inherited. Gives up
     after ``settings.max_retries`` retries (kept in the ``max_retries`` user attr)."""
-    storage = study._storage
-    why = reason or "worker stopped (no heartbeat within the grace period)"
-    try:
-        if FAIL_REASON not in trial.user_attrs:
-            storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, why)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass
+    why = reason or trial.user_attrs.get(FAIL_REASON) or STALE_REASON
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
     max_retries = trial.user_attrs.get("max_retries")
     if max_retries is not None and len(history) > int(max_retries):
         return
     keep = {k: v for k, v in trial.user_attrs.items() if k in PLAN_ATTRS or k == "max_retries"}
+    keep["retry_reason"] = why  # a finished trial's attrs are frozen: the reason travels with the retry
     system_attrs = {
         "failed_trial": history[0],
         "retry_history": history,
