@@ -53,6 +53,7 @@ PAPER_EPOCHS, PAPER_FINETUNE_EPOCHS = 160, 40
 DEFAULT_LOTTERY_LRS = (0.1, 0.01)
 ARMS = ("unpruned", "finetune", "scratch-e", "scratch-b")
 JSONL, MARKDOWN = "rethink.jsonl", "rethink.md"
+PREFLIGHT_EPOCHS = 5
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,8 +385,13 @@ def run_rethink(
     device: str = "auto",
     threads: int | None = None,
     on_event: Callable[[RethinkEvent], None] | None = None,
+    preflight: bool | None = None,
 ) -> RethinkRun:
-    """Run (or resume) the experiment in ``out_dir``; returns its records, tables and files."""
+    """Run (or resume) the experiment in ``out_dir``; returns its records, tables and files.
+
+    ``preflight``: prune an untrained base once before any training, so that a bad budget or option
+    fails in seconds instead of after the base has trained (default: when the base trains for at
+    least ``PREFLIGHT_EPOCHS`` epochs; for shorter runs the real prune fails just as early)."""
     import torch
 
     from .arch import count_macs, count_params, resolve_model, save_architecture, unpruned
@@ -449,11 +455,14 @@ def run_rethink(
             reg_kw[key] = value  # soft filter pruning zeroes towards the same target during training
     needs_init = bool(getattr(method, "needs_init", False))
     method.regularizer(base_arch, **reg_kw)
-    with torch.random.fork_rng(devices=[]):
-        probe = method.prepare(build_model(base_arch), base_arch)
-        extra = {"init_state": probe.state_dict()} if needs_init else {}
-        method.prune(probe, base_arch, data=data if method.needs_data else None, **prune_kw, **extra)
-    del probe
+    if preflight is None:
+        preflight = E >= PREFLIGHT_EPOCHS
+    if preflight:
+        with torch.random.fork_rng(devices=[]):
+            probe = method.prepare(build_model(base_arch), base_arch)
+            extra = {"init_state": probe.state_dict()} if needs_init else {}
+            method.prune(probe, base_arch, data=data if method.needs_data else None, **prune_kw, **extra)
+            del probe
 
     def make_record(arm: str, seed: int, arch, epochs: int, lr: float, result=None, error: str | None = None) -> RethinkRecord:
         return RethinkRecord(

@@ -23,7 +23,7 @@ from ..arch import Architecture, count_params, get_family, resolve_budget, scale
 from ..errors import ConfigError
 from ..train import TrainHook
 from .base import PruneResult, PruningMethod, check_request, register
-from .channels import ChannelPool, filter_norms, module_plan, result_from_keep, top_channels
+from .channels import filter_norms, keep_top, module_plan, result_from_keep
 
 
 def target_widths(base: Architecture, budget: float | None = None, ratio: float | None = None) -> tuple[int, ...]:
@@ -37,18 +37,6 @@ def target_widths(base: Architecture, budget: float | None = None, ratio: float 
         raise ConfigError(f"soft_filter ratio is the fraction of filters pruned per layer, in [0, 1); got {ratio!r}")
     m = get_family(base.family).min_width
     return tuple(max(m, w - int(w * float(ratio))) for w in base.widths)
-
-
-def keep_top(base: Architecture, scores: Sequence[torch.Tensor | None], widths: Sequence[int]) -> list[tuple[int, ...]]:
-    """Per slot: the ``widths[i]`` highest-scored channels (tie groups scored by their mean)."""
-    pool = ChannelPool(base, scores, combine="mean")
-    keep: list[tuple[int, ...]] = [()] * len(pool.slots)
-    for members, g in zip(pool.groups, pool.group_scores):
-        w = widths[members[0]]
-        idx = tuple(range(pool.slots[members[0]].base_width)) if g is None else tuple(int(i) for i in top_channels(g, w))
-        for i in members:
-            keep[i] = idx
-    return keep
 
 
 class SoftFilterHook(TrainHook):

@@ -173,13 +173,16 @@ class SparseStructureSelection(PruningMethod):
 
     name = "sss"
     structured = True
+    prunes = "blocks"
     families = ("resnet", "preresnet")
 
     def prepare(self, model: nn.Module, arch: Architecture) -> nn.Module:
         check_request(self, arch, None, None, allow_neither=True)
         return attach_block_scales(model, arch.family)
 
-    def regularizer(self, arch: Architecture, s: float | None = None, **options: Any) -> TrainHook:
+    def regularizer(self, arch: Architecture, *, budget: float | None = None, ratio: float | None = None,
+                    s: float | None = None, **options: Any) -> TrainHook:
+        # budget/ratio: the target prune will get; the penalty does not depend on it.
         if options:
             raise ConfigError(f"sss's regulariser takes s= (sparsity on block factors), got {', '.join(sorted(options))}")
         check_request(self, arch, None, None, allow_neither=True)
