@@ -104,7 +104,7 @@ def test_discover_default_on_mnist5k(tmp_path, capsys, monkeypatch):
     assert code == 0 and seconds < 300, seconds
     s = json.loads(out)
     assert s["dataset"] == "mnist5k" and s["synthetic"] is False
-    runs = list((tmp_path / "runs").glob("discover-resnet20-mnist5k-slimming-*"))
+    runs = list((tmp_path / "runs").glob("discover-resnet8-mnist5k-slimming-*"))
     assert len(runs) == 1 and (runs[0] / "rule.yaml").is_file()
     assert len(s["table"]) == 3 * len(s["budgets"])
     assert all(r["best_acc"] > 0.5 for r in s["table"])  # real digits: every arm learns

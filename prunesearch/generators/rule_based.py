@@ -156,12 +156,15 @@ def finish_pruned(pruned: Architecture, base: Architecture, budget: float, toler
     """A method's pruned architecture on ``base``'s model at ``budget``: kept as is when it already
     sits within ``tolerance`` (selections included), else rescaled by the budget solver with its
     widths (or densities) as the pattern."""
-    ref = unpruned(base)
-    if (pruned.family, pruned.depth, pruned.blocks, pruned.head) != (ref.family, ref.depth, ref.blocks, ref.head):
-        raise ConfigError(f"the pruned architecture is a {pruned.label} but the target is {ref.model_name}; "
+    full = unpruned(base)
+    if (pruned.family, pruned.depth, pruned.head) != (full.family, full.depth, full.head) or (
+            full.blocks is not None and pruned.blocks != full.blocks):
+        raise ConfigError(f"the pruned architecture is a {pruned.label} but the target is {full.model_name}; "
                           "use the pruned architectures of the same model (or a rule with 'transferred')")
-    shaped = pruned.replace(num_classes=ref.num_classes, in_channels=ref.in_channels, input_size=ref.input_size)
-    target = resolve_budget(ref, budget)
+    target = resolve_budget(full, budget)  # the budget is relative to the full-depth target
+    shaped = pruned.replace(num_classes=full.num_classes, in_channels=full.in_channels, input_size=full.input_size)
+    ref = unpruned(shaped)  # a depth-pruned (blocks) result keeps its depth; only widths are rescaled
+    budget = target
     if abs(count_params(shaped) - target) <= tolerance * target:
         return shaped
     if shaped.densities is not None:
@@ -218,17 +221,18 @@ class Pruned(Generator):
         return finish_pruned(pruned, base, budget).replace(name=f"{label}@{budget:g}")
 
     def _run_method(self, base: Architecture, budget: float, seed: int, options: Mapping[str, Any]) -> Architecture:
-        from ..rules.discovery import train_base, prune_at
+        from ..rules.discovery import needs_target, prune_at, train_base
 
         if options.get("dataset") is None:
             raise ConfigError("generator 'pruned' with 'method' needs 'dataset' (the base is trained on it)")
         s = int(options.get("seed", seed) or 0)
+        target = budget if needs_target(str(options["method"]), unpruned(base)) else None
         key = (unpruned(base).arch_id, str(options["method"]), str(options["dataset"]), str(options.get("recipe")),
-               options.get("epochs"), options.get("data_dir"), s)
+               options.get("epochs"), options.get("data_dir"), s, target)
         if key not in _PRUNED_CACHE:
             _PRUNED_CACHE[key] = train_base(
                 unpruned(base), str(options["method"]), str(options["dataset"]), recipe=options.get("recipe") or "fast",
                 epochs=options.get("epochs"), data_dir=options.get("data_dir"), device=options.get("device") or "auto",
-                seed=s,
+                seed=s, budget=target,
             )
         return prune_at(_PRUNED_CACHE[key], budget).arch

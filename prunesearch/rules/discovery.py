@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +46,29 @@ class TrainedBase:
     final_acc: float
     train_seconds: float
     synthetic: bool = False
+    budget: float | None = None  # the target the regulariser was given (methods that prune while training)
+    data: Any = field(default=None, repr=False)  # the Dataset (methods that read activations need it)
 
 
 def base_for(model: str, data: Any) -> Architecture:
     """The unpruned ``model`` shaped for a Dataset (classes, channels, image size)."""
     arch = resolve_model(model, num_classes=data.num_classes, in_channels=data.in_channels, input_size=data.image_size)
     return unpruned(arch)
+
+
+def needs_target(method: str | Any, base: Architecture) -> bool:
+    """True if ``method``'s regulariser needs the pruning target (soft filter pruning prunes while
+    training): then the base is trained once per budget. Detected through the contract itself: such a
+    regulariser refuses to be built without ``budget=``."""
+    from ..prune import get_method
+
+    m = get_method(method) if isinstance(method, str) else method
+    try:
+        m.regularizer(base)
+        return False
+    except ConfigError:
+        m.regularizer(base, budget=0.5)  # a family the method does not take raises here, too
+        return True
 
 
 def train_base(
@@ -66,9 +83,11 @@ def train_base(
     seed: int = 0,
     on_progress: Callable[[Any], None] | None = None,
     checkpoint_dir: str | Path | None = None,
+    budget: float | None = None,
 ) -> TrainedBase:
     """Train ``base`` (unpruned) on ``dataset`` with ``method``'s regulariser (e.g. slimming's BN
-    L1 penalty); the model comes back on the CPU for pruning."""
+    L1 penalty), after the method's ``prepare``; the model comes back on the CPU for pruning.
+    ``budget``: the target, for methods whose regulariser needs it (see :func:`needs_target`)."""
     import torch
 
     from ..data import load_dataset
@@ -81,23 +100,27 @@ def train_base(
     base = unpruned(base).replace(num_classes=data.num_classes, in_channels=data.in_channels,
                                   input_size=data.image_size)
     rec = get_recipe(recipe, epochs=epochs)
-    hook = m.regularizer(base)
+    hook = m.regularizer(base, budget=budget) if budget is not None else m.regularizer(base)
     torch.manual_seed(int(seed))  # the initial weights (the trainer seeds only its own randomness)
-    model = build_model(base)
+    model = m.prepare(build_model(base), base)
     res = train(model, data, rec, seed=int(seed), device=device, on_progress=on_progress,
                 hooks=[hook] if hook is not None else [], checkpoint_dir=checkpoint_dir)
     model.to("cpu")
     if hasattr(model, "to"):
         model = model.to(memory_format=torch.contiguous_format)
     return TrainedBase(base, method, data.name, int(seed), rec.to_dict(), model, float(res.best_acc),
-                       float(res.final_acc), float(res.train_seconds), bool(getattr(data, "synthetic", False)))
+                       float(res.final_acc), float(res.train_seconds), bool(getattr(data, "synthetic", False)),
+                       budget, data)
 
 
 def prune_at(trained: TrainedBase, budget: float):
     """The method's PruneResult at ``budget`` (it bisects its own global ratio onto the budget)."""
     from ..prune import get_method
 
-    return get_method(trained.method).prune(trained.model, trained.arch, budget=budget)
+    m = get_method(trained.method)
+    if getattr(m, "needs_data", False):
+        return m.prune(trained.model, trained.arch, budget=budget, data=trained.data)
+    return m.prune(trained.model, trained.arch, budget=budget)
 
 
 def pattern_of(trained: TrainedBase, result: Any, budget: float) -> WidthPattern:
@@ -138,25 +161,28 @@ def fit_rules(patterns: Sequence[WidthPattern], primary: str | None = None) -> t
 
 
 def discover_rules(
-    trained: TrainedBase,
+    trained: TrainedBase | Mapping[float, TrainedBase],
     budgets: Sequence[float],
     out: str | Path,
     *,
     primary: str | None = None,
     on_step: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Discovery:
-    """Prune ``trained`` at every budget, extract the patterns, fit the rules, and write the files."""
+    """Prune the trained base at every budget (``trained``: one base, or one per budget for methods
+    that prune while training), extract the patterns, fit the rules, and write the files."""
     from ..generators import get_generator
 
+    per_budget = dict(trained) if isinstance(trained, Mapping) else {b: trained for b in budgets}
+    trained = per_budget[budgets[0]]
     step = on_step or (lambda kind, info: None)
     out = Path(out)
     pruned: dict[float, Architecture] = {}
     patterns: list[WidthPattern] = []
     t0 = time.perf_counter()
     for b in budgets:
-        res = prune_at(trained, b)
+        res = prune_at(per_budget[b], b)
         pruned[b] = res.arch
-        patterns.append(pattern_of(trained, res, b))
+        patterns.append(pattern_of(per_budget[b], res, b))
         step("pruned", {"budget": b, "arch": res.arch, "ratio": getattr(res, "ratio", None)})
     rules, kind = fit_rules(patterns, primary)
     disc = Discovery(out, trained, tuple(budgets), pruned, patterns, rules, kind)
