@@ -142,6 +142,17 @@ def test_slimming_budget_is_the_closest_threshold_and_round_trips_to_ratio():
     assert again.arch == result.arch and again.threshold == result.threshold
 
 
+def test_slimming_budget_splits_runs_of_equal_gammas():
+    """An untrained model's gammas are all equal: the reference rule can only keep or drop all of
+    them, so budget mode breaks ties by slot/channel order and says so."""
+    arch = resolve_model("resnet8", num_classes=C, input_size=8)
+    model = build_model(arch)  # every gamma is 1.0
+    result = get_method("slimming").prune(model, arch, budget=0.5)
+    assert result.info["budget_rel_error"] <= 0.005 and "ties_split" in result.info
+    by_ratio = get_method("slimming").prune(model, arch, ratio=0.5)  # reference rule: all or nothing
+    assert by_ratio.arch.widths == (1,) * len(arch.widths) and by_ratio.info["guarded_slots"]
+
+
 @pytest.mark.parametrize("name,size", [("vgg11", 16), ("preresnet11", 8), ("densenet7", 8)])
 def test_pruned_model_equals_the_masked_base_model(name: str, size: int):
     """Zeroing a pruned channel's BN gamma and beta makes it exactly 0 after the ReLU, so the base

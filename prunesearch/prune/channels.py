@@ -10,7 +10,8 @@ Written once, used by every channel-pruning method:
   code's semantics (``thr = sorted(pool)[int(total * ratio)]``, keep iff score > thr); tied slots
   (residual adds) are combined into one group with one shared keep set; the family's minimum width is
   guarded (a group whose channels all fall below the threshold keeps its top-scored ones); and a
-  parameter budget is reached by bisection on the threshold index.
+  parameter budget is reached by bisection on the index into the sorted pool (equal scores are
+  ordered by slot and channel, so a budget is reachable even when many scores tie).
 - :func:`result_from_keep`: keep sets -> :class:`PruneResult` (widths, selections, state dict).
 """
 
@@ -230,8 +231,22 @@ class ChannelPool:
         scored = [g for g in self.group_scores if g is not None]
         if not scored:
             raise ConfigError(f"no slot of {base.model_name} is scored by this method; nothing to prune")
-        self.values = torch.sort(torch.cat(scored)).values  # the pool, ascending
+        cat = torch.cat(scored)
+        self.values, order = torch.sort(cat, stable=True)  # the pool, ascending
         self.total = int(self.values.numel())
+        # Rank of every pooled channel in that order (ties: pool order, i.e. slot then channel
+        # index). Budget mode prunes ranks 0..k, which equals "score > pool[k]" whenever the scores
+        # are distinct and can still split a run of equal scores (e.g. an untrained model's gammas).
+        rank = torch.empty(self.total, dtype=torch.long)
+        rank[order] = torch.arange(self.total)
+        self.ranks: list[torch.Tensor | None] = []
+        at = 0
+        for g in self.group_scores:
+            if g is None:
+                self.ranks.append(None)
+            else:
+                self.ranks.append(rank[at:at + g.numel()])
+                at += g.numel()
 
     # -- threshold semantics -------------------------------------------------------------------
     def threshold_at(self, k: int) -> float:
@@ -243,27 +258,39 @@ class ChannelPool:
         return min(int(self.total * ratio), self.total - 1)
 
     def keep_at(self, threshold: float) -> tuple[list[tuple[int, ...]], list[str]]:
-        """Keep sets per slot (score > threshold), with the minimum-width guard. Returns the keep
-        sets and the names of the slots whose width the guard had to restore."""
+        """Keep sets per slot (score > threshold: the reference rule), with the minimum-width guard.
+        Returns the keep sets and the names of the slots whose width the guard had to restore."""
+        return self._keep(lambda j, g: g > threshold)
+
+    def keep_at_rank(self, k: int) -> tuple[list[tuple[int, ...]], list[str]]:
+        """Keep sets with the pooled channels of rank 0..k pruned (``k = -1``: none), guarded."""
+        return self._keep(lambda j, g: self.ranks[j] > k)  # type: ignore[operator]
+
+    def _keep(self, keep_mask) -> tuple[list[tuple[int, ...]], list[str]]:
         keep: list[tuple[int, ...]] = [()] * len(self.slots)
         guarded: list[str] = []
-        for members, g in zip(self.groups, self.group_scores):
+        for j, (members, g) in enumerate(zip(self.groups, self.group_scores)):
             width = self.slots[members[0]].base_width
             if g is None:
                 idx = tuple(range(width))
             else:
-                kept = torch.nonzero(g > threshold).flatten()
+                kept = torch.nonzero(keep_mask(j, g)).flatten()
                 need = min(self.min_width, width)
                 if kept.numel() < need:
                     kept = top_channels(g, need)
                     guarded += [self.slots[i].name for i in members]
-                idx = tuple(int(j) for j in kept)
+                idx = tuple(int(c) for c in kept)
             for i in members:
                 keep[i] = idx
         return keep, guarded
 
     def widths_at(self, k: int) -> tuple[int, ...]:
-        return tuple(len(s) for s in self.keep_at(self.threshold_at(k))[0])
+        """Widths with the pooled channels of rank 0..k pruned (budget mode)."""
+        return tuple(len(s) for s in self.keep_at_rank(k)[0])
+
+    def ties_split(self, k: int) -> bool:
+        """Whether rank ``k`` cuts through a run of equal scores (the reference rule could not)."""
+        return 0 <= k < self.total - 1 and bool(self.values[k] == self.values[k + 1])
 
     # -- budget ----------------------------------------------------------------------------------
     def index_for_budget(self, target: int) -> int:
@@ -405,8 +432,11 @@ def prune_by_scores(
     combine: str = "mean",
     info: dict[str, Any] | None = None,
 ) -> PruneResult:
-    """One global threshold over per-slot channel scores, at a ``ratio`` (reference semantics) or at
-    a parameter ``budget`` (bisection on the threshold index), with ties and the width guard."""
+    """One global threshold over per-slot channel scores, at a ``ratio`` (reference semantics:
+    keep iff score > sorted[int(total * ratio)]) or at a parameter ``budget`` (bisection on the index
+    k into the sorted pool, pruning ranks 0..k: the same keep sets as the threshold ``sorted[k]``
+    when scores are distinct, and able to split a run of equal scores, noted in
+    ``info["ties_split"]``), with tied slots and the width guard."""
     pool = ChannelPool(base, scores, combine=combine)
     info = dict(info or {})
     info["pool_size"] = pool.total
@@ -420,7 +450,15 @@ def prune_by_scores(
     else:
         raise ConfigError("give budget= (fraction or parameter count) or ratio= (global prune ratio)")
     thr = pool.threshold_at(k)
-    keep, guarded = pool.keep_at(thr)
+    if budget is not None:
+        keep, guarded = pool.keep_at_rank(k)
+        if pool.ties_split(k):
+            info["ties_split"] = (
+                f"{thr:g} is shared by kept and pruned channels; ties were broken by slot and channel order "
+                f"(the reference rule keeps or drops all of them)"
+            )
+    else:
+        keep, guarded = pool.keep_at(thr)
     if k < 0:
         info["note"] = "the budget is the unpruned model: nothing was pruned (threshold -inf)"
     info["guarded_slots"] = guarded
