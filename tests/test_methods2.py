@@ -1,0 +1,299 @@
+"""Issue-5 methods beyond the shared contract (tests/test_prune_contract.py covers every registered
+method): soft filter pruning's epoch hook, ThiNet's greedy step, regression's LASSO + refit, Sparse
+Structure Selection's depth pruning (exact counts, exact function), lottery-ticket rewind."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from prunesearch.arch import Architecture, count_params, get_family, resolve_budget, resolve_model
+from prunesearch.data import load_dataset
+from prunesearch.errors import BudgetError, ConfigError
+from prunesearch.models import build_model
+from prunesearch.prune import get_method
+from prunesearch.prune._reconstruct import Samples, ridge_refit
+from prunesearch.prune.lottery import TicketResult, rewind
+from prunesearch.prune.regression import lasso_select
+from prunesearch.prune.sss import SCALE, attach_block_scales, block_scale, blocks_of
+from prunesearch.prune.thinet import greedy_removal
+from prunesearch.train import get_recipe, train
+
+
+def tiny(name: str, size: int = 8) -> Architecture:
+    return resolve_model(name, num_classes=4, input_size=size)
+
+
+@pytest.fixture(scope="module")
+def data8():
+    return load_dataset("synthetic", num_classes=4, image_size=8, n_train=32, n_test=16)
+
+
+def loads_and_counts(result) -> torch.nn.Module:
+    model = build_model(result.arch, masks=result.masks)
+    model.load_state_dict(result.state_dict, strict=True)
+    if result.masks is None:
+        assert sum(p.numel() for p in model.parameters()) == count_params(result.arch)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ SFP
+def test_soft_filter_zeroes_the_weakest_filters_which_keep_training_and_are_removed_at_the_end(data8):
+    method = get_method("soft_filter")
+    arch = tiny("resnet14")
+    hook = method.regularizer(arch, ratio=0.3)  # SFP rate 0.7: each layer keeps w - int(0.3 w)
+    torch.manual_seed(0)
+    model = build_model(arch)
+    with torch.no_grad():  # trained-like BN shifts: a zeroed filter's channel is then not dead after ReLU
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.bias.fill_(0.1)
+    conv = model.layer2[0].conv1
+    norms = conv.weight.detach().flatten(1).norm(dim=1)
+    with torch.no_grad():
+        hook.on_epoch_end(model, 0)
+    zero = conv.weight.detach().flatten(1).norm(dim=1) == 0
+    assert int(zero.sum()) == int(32 * 0.3)  # 9 of 32 filters zeroed ...
+    assert set(torch.nonzero(zero).flatten().tolist()) == set(torch.argsort(norms)[:9].tolist())  # ... the weakest
+    # They keep training (soft): one epoch later they have grown back before the next zeroing.
+    before_end = {}
+
+    class Spy(type(hook)):
+        def on_epoch_end(self, m, epoch):
+            before_end[epoch] = m.layer2[0].conv1.weight.detach().flatten(1).norm(dim=1).clone()
+            super().on_epoch_end(m, epoch)
+
+    spy = Spy(arch, hook.widths)
+    result = train(model, data8, get_recipe("smoke", epochs=2, batch_size=16), seed=0, device="cpu",
+                   hooks=[spy], threads=1)
+    assert result.epochs == 2 and spy.zeroed_epochs == 2
+    assert bool((before_end[0][zero] > 0).all()), "zeroed filters must keep being updated"
+    after = model.layer2[0].conv1.weight.detach().flatten(1).norm(dim=1)
+    assert int((after == 0).sum()) == 9  # zeroed again at the last epoch's end
+    pruned = method.prune(model.cpu(), arch, ratio=0.3)
+    kept = pruned.keep[get_family("resnet").slots(arch).index(
+        next(s for s in get_family("resnet").slots(arch) if s.name == "stage2.block1.conv1"))]
+    assert set(kept) == set(torch.nonzero(after > 0).flatten().tolist())  # exactly the live filters
+    loads_and_counts(pruned)
+
+
+def test_soft_filter_regulariser_needs_the_same_target_as_prune():
+    method = get_method("soft_filter")
+    arch = tiny("resnet14")
+    with pytest.raises(ConfigError, match="budget= .*ratio="):
+        method.regularizer(arch)
+    hook = method.regularizer(arch, budget=0.5)
+    result = method.prune(trained_like(build_model(arch)), arch, budget=0.5)
+    assert tuple(hook.widths) == result.arch.widths
+
+
+def trained_like(model):
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.05)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------ ThiNet
+def test_thinet_greedy_removes_the_channels_whose_sum_changes_the_output_least():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    x[:, 1] *= 0.01  # nearly silent channel
+    x[:, 4] = -x[:, 3] + 0.001 * x[:, 4]  # 3 and 4 cancel: removing both changes nothing
+    x[:, 3] *= 1.0
+    removed = greedy_removal(x, 3)
+    assert removed[0] == 1
+    assert set(removed) == {1, 3, 4}
+    # the removed sum is (near) zero although channels 3 and 4 are individually large
+    assert x[:, removed].sum(1).norm() < 0.1 * x[:, 3].norm()
+
+
+@pytest.mark.parametrize("name,method_name", [("resnet14", "thinet"), ("densenet7", "regression")])
+def test_data_methods_land_on_budget_and_variant_widths(name, method_name, data8):
+    method = get_method(method_name)
+    arch = tiny(name)
+    model = trained_like(build_model(arch))
+    r = method.prune(model, arch, budget=0.4, data=data8, n_images=16, n_samples=256)
+    target = resolve_budget(arch, 0.4)
+    assert abs(r.params - target) / target <= 0.005
+    loads_and_counts(r)
+    with pytest.raises(ConfigError, match="reads activations"):
+        method.prune(model, arch, budget=0.4)
+
+
+def test_thinet_takes_a_predefined_target(data8):
+    method = get_method("thinet")
+    arch = tiny("resnet14")
+    model = trained_like(build_model(arch))
+    widths = list(arch.widths)
+    for i in (1, 3, 5, 7, 9, 11):  # every block's first conv halved, as the L1-norm variants do
+        widths[i] //= 2
+    target = arch.replace(widths=tuple(widths))
+    r = method.prune(model, arch, target=target, data=data8, n_images=8, n_samples=128)
+    assert r.arch.widths == target.widths
+    loads_and_counts(r)
+    with pytest.raises(ConfigError, match="not a pruned form"):
+        method.prune(model, arch, variant="resnet56-b", data=data8)
+
+
+# ------------------------------------------------------------------------------------------------ regression
+def test_lasso_drops_a_duplicated_channel_and_least_squares_absorbs_it():
+    g = torch.Generator().manual_seed(0)
+    p, c, o = 300, 4, 3
+    patches = torch.randn(p, c, 1, generator=g, dtype=torch.float64)
+    patches[:, 1] = patches[:, 0]  # channel 1 duplicates channel 0
+    weight = torch.randn(o, c, 1, generator=g, dtype=torch.float64) + 0.5
+    s = Samples("conv", patches, torch.randint(0, o, (p,), generator=g), weight)
+    kept, alpha = lasso_select(s.contributions(), 3)
+    assert alpha > 0 and len(kept) == 3 and {2, 3} <= set(kept) and len({0, 1} & set(kept)) == 1
+    w = ridge_refit(s, torch.tensor(kept), strength=1e-9)
+    y_hat = patches[:, kept].flatten(1) @ w.flatten(1).T
+    assert torch.allclose(y_hat, s.outputs(), atol=1e-6)  # the duplicate's weight moved to its twin
+    both = weight[:, 0, 0] + weight[:, 1, 0]
+    assert torch.allclose(w[:, kept.index(0) if 0 in kept else kept.index(1), 0], both, atol=1e-6)
+
+
+def test_regression_reconstruction_beats_plain_slicing_on_the_next_layer(data8):
+    """The refitted consumers reproduce the base model's output of a later conv better than the same
+    keep sets with the original (sliced) weights."""
+    from prunesearch.prune.channels import inherit_state_dict
+
+    method = get_method("regression")
+    arch = tiny("resnet14")
+    torch.manual_seed(0)
+    model = trained_like(build_model(arch))
+    r = method.prune(model, arch, ratio=0.5, data=data8, n_images=16, n_samples=512)
+    refit = loads_and_counts(r).eval()
+    plain = build_model(r.arch)
+    plain.load_state_dict(inherit_state_dict(model, arch, r.keep))
+    plain.eval()
+    x = (data8.test_x.float() - 128) / 64
+
+    def conv2_out(m):
+        got = {}
+        h = m.layer1[0].conv2.register_forward_hook(lambda mod, i, o: got.setdefault("y", o))
+        with torch.no_grad():
+            m(x)
+        h.remove()
+        return got["y"]
+
+    ref = conv2_out(model)[:, list(r.keep[2])]  # the base output on the channels conv2 keeps
+    assert (conv2_out(refit) - ref).norm() < (conv2_out(plain) - ref).norm()
+
+
+# ------------------------------------------------------------------------------------------------ SSS
+@pytest.mark.parametrize("family,depth,n", [("resnet", 20, 3), ("preresnet", 29, 3)])
+def test_depth_reduced_architectures_build_and_count_exactly(family, depth, n):
+    fam = get_family(family)
+    rng = random.Random(0)
+    combos = [c for c in itertools.product(range(n + 1), repeat=3) if sum(c) >= 1]
+    for blocks in rng.sample(combos, 12):
+        arch = fam.base(depth, num_classes=4, input_size=8, blocks=blocks)
+        model = build_model(arch)
+        assert sum(p.numel() for p in model.parameters()) == count_params(arch), blocks
+        assert len(model.layer1) + len(model.layer2) + len(model.layer3) == sum(blocks)
+        assert Architecture.from_dict(arch.to_dict()) == arch
+        out = model.eval()(torch.randn(2, 3, 8, 8))
+        assert out.shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preresnet20"])
+def test_sss_removes_blocks_whose_factor_is_zero_and_keeps_the_function(name):
+    # zero the factor of the last block of stage 1 and of stage 3 (never a stage's first block)
+    method = get_method("sss")
+    arch = tiny(name)
+    torch.manual_seed(0)
+    model = trained_like(method.prepare(build_model(arch), arch))
+    n = (arch.depth - 2) // (6 if arch.family == "resnet" else 9)
+    blocks = [b for stage in blocks_of(model) for b in stage]
+    with torch.no_grad():
+        for i, b in enumerate(blocks):
+            block_scale(b, arch.family).fill_(0.0 if i in (n - 1, 3 * n - 1) else 0.3 + 0.2 * i)
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        y = model(x)
+    r = method.prune(model, arch)  # automatic: |factor| <= 0.01 goes
+    assert r.arch.blocks == (n - 1, n, n - 1) and r.info["removed_blocks"] == [[n - 1], [], [n - 1]]
+    pruned = loads_and_counts(r).eval()
+    with torch.no_grad():
+        assert torch.allclose(pruned(x), y, atol=1e-4, rtol=1e-4)  # factors folded, zero blocks gone
+    assert count_params(r.arch) < count_params(arch)
+
+
+def test_sss_budget_removes_blocks_in_ascending_factor_order_to_the_closest_count():
+    method = get_method("sss")
+    arch = tiny("resnet20")
+    model = method.prepare(build_model(arch), arch)
+    blocks = [b for stage in blocks_of(model) for b in stage]
+    with torch.no_grad():
+        for i, b in enumerate(blocks):
+            block_scale(b, "resnet").fill_(float(10 - i))  # later blocks weaker
+    fam = get_family("resnet")
+    sizes = {k: count_params(fam.base(20, num_classes=4, input_size=8, blocks=k))
+             for k in [(3, 3, 3), (3, 3, 2), (3, 3, 1), (3, 2, 1), (3, 1, 1), (2, 1, 1), (1, 1, 1)]}
+    for blocks_expected, p in sizes.items():
+        r = method.prune(model, arch, budget=p)
+        assert (r.arch.blocks or (3, 3, 3)) == blocks_expected
+    with pytest.raises(BudgetError, match="below"):
+        method.prune(model, arch, budget=sizes[(1, 1, 1)] - 1000)
+
+
+def test_sss_training_shrinks_the_block_factors(data8):
+    method = get_method("sss")
+    arch = tiny("resnet14")
+    torch.manual_seed(0)
+    model = method.prepare(build_model(arch), arch)
+    assert f"layer1.1.bn2.{SCALE}" in model.state_dict()
+    hook = method.regularizer(arch, s=0.5)
+    train(model, data8, get_recipe("smoke", epochs=1, batch_size=16, weight_decay=0.0), seed=0, device="cpu",
+          hooks=[hook], threads=1)
+    factors = [float(block_scale(b, "resnet").detach()) for st in blocks_of(model) for b in st]
+    assert all(f < 1.0 for f in factors)  # the penalty (lr * s per step) pulled every factor down
+    attach_block_scales(model, "resnet")  # idempotent
+    assert sum(1 for k in model.state_dict() if k.endswith(SCALE)) == 6
+
+
+# ------------------------------------------------------------------------------------------------ lottery
+def test_lottery_ticket_is_the_initialisation_under_the_mask():
+    method = get_method("lottery")
+    arch = tiny("resnet14")
+    torch.manual_seed(0)
+    model = build_model(arch)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():  # "training"
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    r = method.prune(model, arch, ratio=0.8, init_state=init)
+    assert isinstance(r, TicketResult) and r.method == "lottery" and r.info["rewind"]
+    ticket = method.build_pruned(r, init="rewind")
+    names = [n for n, m in ticket.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    for name, mask in zip(names, r.masks):
+        w = dict(ticket.named_modules())[name].weight
+        assert torch.equal(w, init[f"{name}.weight"] * mask)
+    fine = method.build_pruned(r, init="inherit")
+    assert not torch.equal(fine.conv1.weight, ticket.conv1.weight)
+    scratch = method.build_pruned(r, init="scratch", seed=0)
+    assert not torch.equal(scratch.conv1.weight, ticket.conv1.weight)
+    no_init = method.prune(model, arch, ratio=0.8)
+    with pytest.raises(ConfigError, match="init_state"):
+        method.build_pruned(no_init, init="rewind")
+
+
+def test_rewind_works_for_channel_and_block_results():
+    arch = tiny("resnet14")
+    torch.manual_seed(0)
+    model = trained_like(build_model(arch))
+    init = {k: v.clone() for k, v in build_model(arch).state_dict().items()}
+    r = get_method("l1norm").prune(model, arch, budget=0.5)
+    ticket = build_model(r.arch)
+    ticket.load_state_dict(rewind(r, init), strict=True)
+    k0 = r.keep[1]
+    assert torch.equal(ticket.layer1[0].conv1.weight, init["layer1.0.conv1.weight"][list(k0)][:, list(r.keep[0])])
+    r2 = get_method("sss").prune(model, arch, budget=0.8)
+    build_model(r2.arch).load_state_dict(rewind(r2, init), strict=True)
