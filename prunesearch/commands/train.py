@@ -134,10 +134,10 @@ def _train_with_bar(con, model, data, recipe, args, device, out):
     from ..train import train
 
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("acc {task.fields[acc]}"),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("best {task.fields[acc]}"),
                TextColumn("{task.fields[ips]} img/s"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=con, transient=False) as bar:
-        task = bar.add_task("train", total=None, epoch=0, epochs=recipe.epochs, loss="-", acc="-", ips="-")
+        task = bar.add_task("train", total=None, epoch="-", epochs=recipe.epochs, loss="-", acc="-", ips="-")
 
         def on_progress(event) -> None:
             if event.kind == "start":

@@ -11,7 +11,6 @@ schedule, weight decay, augmentation) is exactly the reference's.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -152,7 +151,7 @@ def train(
     *,
     threads: int | None = None,
     resume: bool = True,
-    progress_every: int = 20,
+    progress_every: int | None = None,
 ) -> TrainResult:
     """Train ``model`` (in place, moved to ``device``) on ``data`` with ``recipe``; return the result.
 
@@ -161,7 +160,8 @@ def train(
     atomically every ``recipe.checkpoint_every`` epochs and at the end, and an existing one is
     resumed (``resume=True``): on CPU the final weights equal an uninterrupted run's bit for bit.
     ``threads`` (CPU): torch threads for the run, default :func:`default_threads`; restored after.
-    ``progress_every``: steps between "step" events (each reads the loss back from the device).
+    ``progress_every``: steps between "step" events (each reads the loss back from the device);
+    default: about 25 per epoch.
     Raises :class:`TrainingDiverged` on a NaN/inf loss, :class:`CheckpointError` on a bad or
     foreign checkpoint.
     """
@@ -183,7 +183,7 @@ def train(
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     try:
         return _train(model, data, recipe, int(seed), device, amp_dtype, channels_last, on_progress,
-                      tuple(hooks), checkpoint_dir, resume, max(1, int(progress_every)), n_threads)
+                      tuple(hooks), checkpoint_dir, resume, progress_every, n_threads)
     finally:
         if device.type == "cpu":
             torch.set_num_threads(prev_threads)
@@ -203,6 +203,7 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
     dd = DeviceData(data, device, channels_last=channels_last, workers=workers)
     flip = data.flip_ok if recipe.flip is None else bool(recipe.flip)
     steps = dd.steps_per_epoch(recipe.batch_size)
+    progress_every = max(1, int(progress_every) if progress_every else steps // 25)
     run_key = _run_key(recipe, seed, data)
 
     history: list[EpochStats] = []
