@@ -153,7 +153,8 @@ def train(
     resume: bool = True,
     progress_every: int | None = None,
 ) -> TrainResult:
-    """Train ``model`` (in place, moved to ``device``) on ``data`` with ``recipe``; return the result.
+    """Train ``model`` (in place; it stays on ``device``, in the default memory layout) on ``data``
+    with ``recipe``; return the result.
 
     ``seed`` seeds torch's global RNG and the augmentation generator (the model's initial weights
     are the caller's: seed before building it). With ``checkpoint_dir``, ``last.pt`` is written
@@ -335,6 +336,8 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
                            elapsed=time.perf_counter() - t_run, stats=stats))
 
     train_seconds = prior_seconds + time.perf_counter() - t_run
+    if channels_last:  # hand the model back in the default layout (pruning code may .view weights)
+        model.to(memory_format=torch.contiguous_format)
     evaluated = [h.test_acc for h in history if h.test_acc is not None]
     final_acc = evaluated[-1] if evaluated else 0.0
     result = TrainResult(
