@@ -29,20 +29,22 @@ SPEC = """
 name: {name}
 model: resnet8
 dataset: synthetic
-recipe: {{name: smoke, overrides: {{epochs: {epochs}, batch_size: 128}}}}
+dataset_options: {{image_size: 8, n_train: 128, n_test: 64}}
+recipe: {{name: smoke, overrides: {{epochs: {epochs}, batch_size: 32}}}}
 budgets: {budgets}
 seeds: {seeds}
 generators: {generators}
-settings: {{heartbeat_interval: 1, grace_period: 3}}
+settings: {{heartbeat_interval: 1, grace_period: {grace}}}
 smoke:
   recipe: {{overrides: {{epochs: 1}}}}
 """
 
 
 def spec(tmp_path: Path, name: str = "t", epochs: int = 1, budgets: str = "[0.5]", seeds: str = "[0]",
-         generators: str = "{uniform: {}}") -> Path:
+         generators: str = "{uniform: {}}", grace: int = 3) -> Path:
     p = tmp_path / f"{name}.yaml"
-    p.write_text(SPEC.format(name=name, epochs=epochs, budgets=budgets, seeds=seeds, generators=generators))
+    p.write_text(SPEC.format(name=name, epochs=epochs, budgets=budgets, seeds=seeds, generators=generators,
+                             grace=grace))
     return p
 
 
@@ -153,32 +155,64 @@ def _training_trial(storage: str, study: str):
     return [t for t in ts if t.user_attrs.get("training")]
 
 
-def test_killed_worker_trial_is_rerun_after_grace(tmp_path):
-    p = spec(tmp_path, "kill", epochs=6)
+def test_killed_worker_trial_is_rerun_at_once_on_the_same_host(tmp_path):
+    # grace 60 s: a re-run well within it proves the dead local PID was noticed, not the heartbeat
+    p = spec(tmp_path, "kill", epochs=60, grace=60)
+    plan = load_spec(p)
+    journal = str(tmp_path / "journal.log")
+    prepare_study(plan, journal)
+    proc = _worker_proc(journal, plan.name, tmp_path)
+    try:  # kill it once it has written a checkpoint (one per epoch)
+        _wait_for(lambda: list(tmp_path.glob("checkpoints/*/last.pt")), 90, "a checkpoint")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    t0 = time.time()
+    s = Worker(journal, plan.name, device="cpu", run_dir=tmp_path).run()
+    assert s.trained == 1 and time.time() - t0 < 45
+    ts = trials(Path(journal), plan.name)
+    assert [t.state.name for t in ts] == ["FAIL", "COMPLETE"]
+    assert ts[1].system_attrs["retry_history"] == [0] and ts[1].user_attrs["slot"] == ts[0].user_attrs["slot"]
+    assert "best_acc" not in ts[0].user_attrs  # the retry inherits the plan, not partial results
+    recs = load_records(journal, plan.name)
+    assert len(recs) == 1 and recs[0].state == COMPLETE and recs[0].trial_number == 1
+    assert recs[0].extra["train_info"]["resumed_from"] >= 1 and recs[0].epochs == 60  # resumed, not restarted
+    assert not list(tmp_path.glob("checkpoints/*/last.pt"))  # removed once the result is stored
+    old = load_records(journal, plan.name, superseded=True)
+    assert len(old) == 2 and old[0].state == "failed" and old[0].extra["superseded_by"] == 1
+
+
+def test_stalled_worker_is_replaced_after_grace_and_its_late_result_discarded(tmp_path):
+    # SIGSTOP = a hung or cut-off worker: its process lives, its heartbeats stop. After the 3 s
+    # grace another worker re-runs the trial; the stalled one, resumed, must not complete it again.
+    p = spec(tmp_path, "stall", epochs=60)
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
     prepare_study(plan, journal)
     proc = _worker_proc(journal, plan.name, tmp_path)
     try:
         _wait_for(lambda: _training_trial(journal, plan.name), 60, "the worker to start training")
+        proc.send_signal(signal.SIGSTOP)
+        t0 = time.time()
+        s = Worker(journal, plan.name, device="cpu", run_dir=tmp_path / "b").run()
+        assert s.trained == 1 and time.time() - t0 >= 2.5  # waited for the grace period
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    t0 = time.time()
-    s = Worker(journal, plan.name, device="cpu", run_dir=tmp_path).run()
-    assert s.trained == 1 and time.time() - t0 >= 2  # waited for the 3 s grace period first
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    late = json.loads(out.strip().splitlines()[-1])
+    assert late["lost"] == 1 and late["trials"] == []
     ts = trials(Path(journal), plan.name)
     assert [t.state.name for t in ts] == ["FAIL", "COMPLETE"]
-    assert ts[1].system_attrs["retry_history"] == [0] and ts[1].user_attrs["slot"] == ts[0].user_attrs["slot"]
-    assert "no heartbeat" in ts[1].user_attrs["retry_reason"] and "best_acc" not in ts[0].user_attrs
+    assert "no heartbeat" in ts[1].user_attrs["retry_reason"]
     recs = load_records(journal, plan.name)
-    assert len(recs) == 1 and recs[0].state == COMPLETE and recs[0].trial_number == 1
-    old = load_records(journal, plan.name, superseded=True)
-    assert len(old) == 2 and "no heartbeat" in old[0].fail_reason and old[0].extra["superseded_by"] == 1
+    assert len(recs) == 1 and recs[0].state == COMPLETE
 
 
 def test_ctrl_c_marks_interrupted_and_the_next_run_resumes(tmp_path):
-    p = spec(tmp_path, "intr", epochs=6)
+    p = spec(tmp_path, "intr", epochs=60)
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
     prepare_study(plan, journal)

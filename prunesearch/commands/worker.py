@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from ._common import console, err_console, print_json
@@ -17,7 +18,9 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", required=True, help="postgresql+psycopg://user:pass@host:port/db or a journal file")
+    p.add_argument("--storage", default=os.environ.get("PRUNESEARCH_STORAGE"),
+                   help="postgresql+psycopg://user:pass@host:port/db or a journal file (default: "
+                   "$PRUNESEARCH_STORAGE, which keeps a password out of the process list)")
     p.add_argument("--study", required=True, help="study name (see the run dir's run.json)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--data-dir", help="where the dataset files live on this machine")
@@ -29,7 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..study import Worker
+
+    if not args.storage:
+        raise ConfigError("worker needs --storage URL (or $PRUNESEARCH_STORAGE); see the run dir's run.json")
 
     def on_event(kind: str, info: dict[str, Any]) -> None:
         if args.json:

@@ -26,7 +26,8 @@ def evaluate(
 
     ``seed`` seeds the initial weights (torch's RNG before the model is built) and the trainer's
     batch order/augmentation. With ``checkpoint_dir`` an interrupted run resumes from ``last.pt``.
-    Raises ``TrainingDiverged`` on a NaN/inf loss."""
+    A checkpoint that cannot be resumed (corrupt, truncated, foreign) is discarded and the run starts
+    from scratch (``checkpoint_discarded`` says why). Raises ``TrainingDiverged`` on a NaN/inf loss."""
     import torch
 
     from ..arch import Architecture
@@ -42,13 +43,31 @@ def evaluate(
         recipe = Recipe.from_dict(recipe)
     elif isinstance(recipe, str):
         recipe = get_recipe(recipe)
-    torch.manual_seed(int(seed))  # the initial weights: the trainer seeds only its own randomness
-    model = build_model(arch)
+    from ..errors import CheckpointError
+
+    def run():
+        torch.manual_seed(int(seed))  # the initial weights: the trainer seeds only its own randomness
+        model = build_model(arch)
+        return train(model, dataset, recipe, seed=int(seed), device=device, on_progress=on_progress,
+                     checkpoint_dir=checkpoint_dir)
+
+    discarded = None
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-    result = train(model, dataset, recipe, seed=int(seed), device=device, on_progress=on_progress,
-                   checkpoint_dir=checkpoint_dir)
+    try:
+        result = run()
+    except CheckpointError as e:
+        if checkpoint_dir is None:
+            raise
+        # a checkpoint left by a killed run that cannot be resumed: discard it, train from scratch
+        import shutil
+
+        discarded = str(e)
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        result = run()
     return {
+        "checkpoint_discarded": discarded,
         "best_acc": float(result.best_acc),
         "final_acc": float(result.final_acc),
         "train_seconds": float(result.train_seconds),

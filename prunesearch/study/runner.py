@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import re
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from .storage import (
     load_study,
     open_storage,
     retry_stale_trial,
+    worker_tag,
 )
 
 PLAN_ATTR = "prunesearch:plan"  # study user attr: the latest plan (dict)
@@ -100,16 +100,16 @@ def _recipe(plan: Plan):
     return get_recipe(plan.recipe_name, **plan.recipe_overrides)
 
 
-_DATA_CACHE: dict[tuple[str, str | None], Any] = {}
+_DATA_CACHE: dict[str, Any] = {}
 
 
-def get_dataset(name: str, data_dir: str | None = None):
+def get_dataset(name: str, data_dir: str | None = None, options: dict[str, Any] | None = None):
     """Load a dataset once per process (split seed 0: every trial sees the same split)."""
     from ..data import load_dataset
 
-    key = (name, data_dir)
+    key = json.dumps([name, data_dir, options or {}], sort_keys=True, default=str)
     if key not in _DATA_CACHE:
-        _DATA_CACHE[key] = load_dataset(name, data_dir=data_dir, seed=0)
+        _DATA_CACHE[key] = load_dataset(name, data_dir=data_dir, seed=0, **(options or {}))
     return _DATA_CACHE[key]
 
 
@@ -117,7 +117,7 @@ def resolve_base(plan: Plan, data_dir: str | None = None):
     """The unpruned architecture for the plan's model, shaped for its dataset."""
     from ..arch import resolve_model, unpruned
 
-    data = get_dataset(plan.dataset, data_dir if data_dir is not None else plan.data_dir)
+    data = get_dataset(plan.dataset, data_dir if data_dir is not None else plan.data_dir, plan.dataset_options)
     try:
         base = resolve_model(plan.model, num_classes=data.num_classes, in_channels=data.in_channels,
                              input_size=data.image_size)
@@ -126,8 +126,10 @@ def resolve_base(plan: Plan, data_dir: str | None = None):
     return unpruned(base).replace(name=plan.model)
 
 
-def cache_key(arch_id: str, recipe: dict[str, Any], dataset: str, seed: int) -> str:
-    blob = json.dumps([arch_id, recipe, dataset, int(seed)], sort_keys=True, default=str)
+def cache_key(arch_id: str, recipe: dict[str, Any], dataset: str, seed: int,
+              dataset_options: dict[str, Any] | None = None) -> str:
+    """Identity of a training result: same architecture, recipe, data and seed = same result."""
+    blob = json.dumps([arch_id, recipe, dataset, dataset_options or {}, int(seed)], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -139,7 +141,8 @@ def plan_trials(plan: Plan, base: Any) -> list[PlannedTrial]:
 
     recipe = _recipe(plan).to_dict()
     where = plan.source or "spec"
-    common = {"dataset": plan.dataset, "recipe": recipe, "max_retries": plan.settings["max_retries"]}
+    common = {"dataset": plan.dataset, "dataset_options": dict(plan.dataset_options), "recipe": recipe,
+              "max_retries": plan.settings["max_retries"]}
     out: list[PlannedTrial] = []
     param_budgets: dict[float, int] = {}
     for b in plan.budgets:
@@ -166,7 +169,7 @@ def plan_trials(plan: Plan, base: Any) -> list[PlannedTrial]:
                     slot=slot, generator=g, budget=b, param_budget=param_budgets[b], seed=seed, index=0,
                     arch=arch.to_dict(), arch_id=arch.arch_id, params=count_params(arch),
                     macs=count_macs(arch), options=opts, plan_hash=plan.arm_hash(g),
-                    cache_key=cache_key(arch.arch_id, recipe, plan.dataset, seed),
+                    cache_key=cache_key(arch.arch_id, recipe, plan.dataset, seed, plan.dataset_options),
                 )
                 if "method" in opts:
                     attrs["method"] = str(opts["method"])
@@ -258,6 +261,10 @@ def _without_retry_limit(t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTria
 # ---------------------------------------------------------------------------------------------
 # Workers
 # ---------------------------------------------------------------------------------------------
+class TrialLost(Exception):
+    """The running trial was failed as stale elsewhere (this worker stalled past the grace period)."""
+
+
 @dataclass
 class WorkerSummary:
     trained: int = 0  # trials this worker trained (evaluate() calls)
@@ -318,8 +325,10 @@ class Worker:
         self.on_event = on_event or (lambda kind, info: None)
         self.interval = float(self.settings.get("heartbeat_interval", 10))
         self.poll = float(poll_seconds) if poll_seconds is not None else max(0.5, min(5.0, self.interval / 2))
-        self.worker_tag = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_tag = worker_tag()
+        self.keep_checkpoints = bool(self.settings.get("keep_checkpoints", False))
         self._device = None
+        self._hb: Heartbeat | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def device(self):
@@ -358,7 +367,8 @@ class Worker:
 
     def _run_one(self, trial_id: int, summary: WorkerSummary) -> None:
         storage = self.study._storage
-        with Heartbeat(storage, trial_id, self.interval):
+        with Heartbeat(storage, trial_id, self.interval) as hb:
+            self._hb = hb
             frozen = storage.get_trial(trial_id)
             ua = dict(frozen.user_attrs)
             number = frozen.number
@@ -378,6 +388,9 @@ class Worker:
             try:
                 arch = self._architecture(trial_id, frozen, ua)
                 self._evaluate(trial_id, number, arch, ua, summary)
+            except (TrialLost, optuna.exceptions.UpdateFinishedTrialError):
+                summary.lost += 1  # failed as stale by another worker: its retry owns the slot
+                self.on_event("lost", {"trial": number, "slot": slot})
             except KeyboardInterrupt:
                 reason = "interrupted (Ctrl-C); re-enqueued, the next run resumes it"
                 self._set(trial_id, interrupted=True)
@@ -404,6 +417,11 @@ class Worker:
                 summary.failed += 1
                 self.on_event("failed", {"trial": number, "slot": slot, "reason": msg})
 
+    def _check_owned(self, event: Any = None) -> None:
+        """Training progress callback: stop a trial that another worker has failed as stale."""
+        if self._hb is not None and self._hb.lost:
+            raise TrialLost("trial was failed as stale by another worker")
+
     def _finish(self, trial_id: int, state: TrialState, value: float | None = None,
                 reason: str | None = None) -> bool:
         """Tell the storage; False if another worker already finished it (it was marked stale)."""
@@ -413,10 +431,10 @@ class Worker:
             number = self.study._storage.get_trial(trial_id).number  # tell() takes numbers, not ids
             self.study.tell(number, value if state == TrialState.COMPLETE else None, state=state)
             return True
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
-        except ValueError as e:  # optuna: "Cannot tell a ... trial" when it is finished already
-            if "finished" in str(e).lower() or "already" in str(e).lower():
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            # "Cannot tell a FAIL trial": another worker failed it as stale (we were frozen or cut
+            # off past the grace period); its retry owns the slot now
+            if self.study._storage.get_trial(trial_id).state.is_finished():
                 return False
             raise
 
@@ -437,7 +455,7 @@ class Worker:
         recipe = ua["recipe"]
         self._set(trial_id, arch=arch.to_dict(), arch_id=arch.arch_id, params=info["params"], macs=info["macs"],
                   keep_ratios=info["keep_ratios"], multipliers=info["multipliers"], alpha=info["alpha"],
-                  cache_key=cache_key(arch.arch_id, recipe, ua["dataset"], int(ua["seed"])))
+                  cache_key=cache_key(arch.arch_id, recipe, ua["dataset"], int(ua["seed"]), ua.get("dataset_options")))
         return arch
 
     # -- cache + training ------------------------------------------------------------------------
@@ -460,7 +478,8 @@ class Worker:
     def _evaluate(self, trial_id: int, number: int, arch: Any, ua: dict[str, Any], summary: WorkerSummary) -> None:
         from ..arch import count_macs, count_params
 
-        key = ua.get("cache_key") or cache_key(arch.arch_id, ua["recipe"], ua["dataset"], int(ua["seed"]))
+        key = ua.get("cache_key") or cache_key(arch.arch_id, ua["recipe"], ua["dataset"], int(ua["seed"]),
+                                               ua.get("dataset_options"))
         src = self._cached_source(key, number)
         if src is not None:
             copied = {k: src.user_attrs[k] for k in RESULT_KEYS if k in src.user_attrs}
@@ -476,12 +495,18 @@ class Worker:
             return
         self._set(trial_id, training=True, params=count_params(arch), macs=count_macs(arch))
         self.on_event("start", {"trial": number, "slot": ua["slot"], "params": count_params(arch)})
-        data = get_dataset(ua["dataset"], self.data_dir)
+        data = get_dataset(ua["dataset"], self.data_dir, ua.get("dataset_options"))
         ckpt = self.run_dir / "checkpoints" / _safe_name(f"{ua['slot']}-{arch.arch_id}")
-        metrics = _evaluation.evaluate(arch, int(ua["seed"]), data, ua["recipe"], self.device(), ckpt)
+        metrics = _evaluation.evaluate(arch, int(ua["seed"]), data, ua["recipe"], self.device(), ckpt,
+                                       on_progress=self._check_owned)
         summary.trained += 1
+        if not self.keep_checkpoints:
+            import shutil
+
+            shutil.rmtree(ckpt, ignore_errors=True)  # the result is in the storage; weights are not needed
         self._set(trial_id, **{k: metrics[k] for k in RESULT_KEYS},
-                  train_info={k: metrics.get(k) for k in ("precision", "device", "threads", "resumed_from")},
+                  train_info={k: metrics.get(k) for k in ("precision", "device", "threads", "resumed_from",
+                                                          "checkpoint_discarded")},
                   dataset_synthetic=bool(getattr(data, "synthetic", False)))
         if self._finish(trial_id, TrialState.COMPLETE, value=float(metrics["best_acc"])):
             summary.trial_numbers.append(number)
@@ -630,17 +655,20 @@ def _run_subprocess_workers(storage: str, name: str, device: str, data_dir: str 
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "prunesearch", "worker", "--storage", storage, "--study", name,
-           "--device", device, "--out", str(run_dir), "--json"]
+    # the storage URL goes by environment, not argv: argv (with a password) is visible in `ps`
+    env = dict(os.environ, PRUNESEARCH_STORAGE=storage)
+    cmd = [sys.executable, "-m", "prunesearch", "worker", "--study", name, "--device", device,
+           "--out", str(run_dir), "--json"]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
     total = WorkerSummary()
     try:
         for p in procs:
             out, _ = p.communicate()
             if p.returncode != 0:
-                raise StorageError(f"a worker exited with code {p.returncode}; see its message above")
+                raise PrunesearchError(f"a worker process exited with code {p.returncode} (its message is above); "
+                                       "fix that and re-run the same command to resume")
             try:
                 d = json.loads(out.strip().splitlines()[-1])
                 total.add(WorkerSummary(**{k: d.get(k, 0) for k in WorkerSummary().to_dict()}))

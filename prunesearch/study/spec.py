@@ -2,10 +2,12 @@
 
 Torch-free and Optuna-free. The format (every key optional unless marked)::
 
+    kind: study                      # optional; other kinds (rethink) belong to other commands
     name: demo-resnet20-mnist5k     # study name (default: the file's stem); smoke runs add "-smoke"
     description: free text
     model: resnet20                  # REQUIRED: any name prunesearch.arch.resolve_model knows
     dataset: mnist5k                 # REQUIRED: any name prunesearch.data.load_dataset knows
+    dataset_options: {}              # loader options, e.g. {image_size: 8} for synthetic
     data_dir: ~/data                 # where the dataset files live (default: $PRUNESEARCH_DATA_DIR)
     recipe: fast                     # a built-in recipe name or YAML path, or a mapping:
     #  recipe: {name: fast, overrides: {epochs: 10}}
@@ -21,6 +23,7 @@ Torch-free and Optuna-free. The format (every key optional unless marked)::
       grace_period: 60               # seconds without a heartbeat before a trial is re-run
       max_retries: 3                 # re-runs of a trial whose worker died or was interrupted
       sampler_seed: 0                # TPE seed base for the searched arm
+      keep_checkpoints: false        # keep a completed trial's last.pt (default: deleted when done)
     smoke:                           # --smoke: any of the keys above (not name/smoke); each replaces
       dataset: digits                # the top-level value, except recipe.overrides, which merge
       recipe: {overrides: {epochs: 1}}
@@ -49,8 +52,8 @@ from typing import Any
 from ..errors import ConfigError, suggest
 
 TOP_KEYS = (
-    "name", "description", "model", "dataset", "data_dir", "recipe", "budgets", "seeds",
-    "generators", "settings", "smoke",
+    "kind", "name", "description", "model", "dataset", "dataset_options", "data_dir", "recipe", "budgets",
+    "seeds", "generators", "settings", "smoke",
 )
 REQUIRED = ("model", "dataset", "budgets", "generators")
 RECIPE_KEYS = ("name", "overrides")
@@ -59,6 +62,7 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "grace_period": 60,
     "max_retries": 3,
     "sampler_seed": 0,
+    "keep_checkpoints": False,
 }
 SEARCHED = "searched"
 SEARCHED_DEFAULTS: dict[str, Any] = {"trials": 4, "n_startup_trials": 4, "min_multiplier": 0.25}
@@ -72,6 +76,7 @@ class Plan:
     name: str  # the Optuna study name
     model: str
     dataset: str
+    dataset_options: dict[str, Any]
     recipe_name: str
     recipe_overrides: dict[str, Any]
     budgets: tuple[float, ...]
@@ -86,6 +91,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "model": self.model, "dataset": self.dataset,
+            "dataset_options": dict(self.dataset_options),
             "recipe": {"name": self.recipe_name, "overrides": dict(self.recipe_overrides)},
             "budgets": list(self.budgets), "seeds": list(self.seeds),
             "generators": copy.deepcopy(self.generators), "settings": dict(self.settings),
@@ -103,7 +109,8 @@ class Plan:
         only the missing ones."""
         opts = {k: v for k, v in self.generators[generator].items() if k != "trials"}
         blob = json.dumps(
-            [self.model, self.dataset, self.recipe_name, self.recipe_overrides, generator, opts],
+            [self.model, self.dataset, self.dataset_options, self.recipe_name, self.recipe_overrides,
+             generator, opts],
             sort_keys=True, default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
@@ -144,7 +151,13 @@ def plan_from_dict(
         raise ConfigError(f"{where}: a study spec must be a mapping of keys (model, dataset, budgets, "
                           f"generators, ...), saw {type(data).__name__}")
     _check_keys(data, TOP_KEYS, where, "")
+    kind = data.get("kind", "study")
+    if kind != "study":
+        raise ConfigError(f"{where}: 'kind: {kind}' is not a study spec; run it with 'prunesearch {kind}'"
+                          if isinstance(kind, str) and kind.isidentifier() else
+                          f"{where}: 'kind' must be 'study' for 'prunesearch study', saw {kind!r}")
     d = dict(data)
+    d.pop("kind", None)
     smoke_block = d.pop("smoke", None)
     if smoke:
         if smoke_block is None:
@@ -152,7 +165,7 @@ def plan_from_dict(
                               "recipe: {overrides: {epochs: 1}}}}); add one")
         if not isinstance(smoke_block, Mapping):
             raise ConfigError(f"{where}: 'smoke' must be a mapping of overrides, saw {type(smoke_block).__name__}")
-        _check_keys(smoke_block, tuple(k for k in TOP_KEYS if k not in ("name", "smoke")), where, "smoke.")
+        _check_keys(smoke_block, tuple(k for k in TOP_KEYS if k not in ("kind", "name", "smoke")), where, "smoke.")
         base_recipe = _recipe(d.get("recipe", "fast"), where, "recipe")
         for k, v in smoke_block.items():
             if k == "recipe":
@@ -162,6 +175,8 @@ def plan_from_dict(
                 d["recipe"] = {"name": r[0] or base_recipe[0], "overrides": merged}
             else:
                 d[k] = v
+        if "dataset" in smoke_block and "dataset_options" not in smoke_block:
+            d.pop("dataset_options", None)  # the full run's loader options belong to its dataset
     elif smoke_block is not None and not isinstance(smoke_block, Mapping):
         raise ConfigError(f"{where}: 'smoke' must be a mapping of overrides, saw {type(smoke_block).__name__}")
 
@@ -176,6 +191,10 @@ def plan_from_dict(
         name = f"{name}-smoke"
     model = _str(d["model"], where, "model")
     dataset = _str(d["dataset"], where, "dataset")
+    dataset_options = d.get("dataset_options") or {}
+    if not isinstance(dataset_options, Mapping):
+        raise ConfigError(f"{where}: 'dataset_options' must be a mapping (e.g. {{image_size: 8}}), "
+                          f"saw {type(dataset_options).__name__}")
     data_dir = d.get("data_dir")
     if data_dir is not None:
         data_dir = _str(data_dir, where, "data_dir")
@@ -189,7 +208,8 @@ def plan_from_dict(
     generators = _generators(d["generators"], where)
     settings = _settings(d.get("settings") or {}, where)
     return Plan(
-        name=name, model=model, dataset=dataset, recipe_name=recipe_name or "fast",
+        name=name, model=model, dataset=dataset, dataset_options={str(k): v for k, v in dataset_options.items()},
+        recipe_name=recipe_name or "fast",
         recipe_overrides=overrides, budgets=budgets, seeds=seeds, generators=generators,
         settings=settings, data_dir=data_dir, description=description, smoke=smoke, source=source,
     )
@@ -355,6 +375,8 @@ def _settings(v: Any, where: str) -> dict[str, Any]:
     if out["grace_period"] <= out["heartbeat_interval"]:
         raise ConfigError(f"{where}: 'settings.grace_period' ({out['grace_period']}) must exceed "
                           f"'settings.heartbeat_interval' ({out['heartbeat_interval']}); use about 3x")
+    if not isinstance(out["keep_checkpoints"], bool):
+        raise ConfigError(f"{where}: 'settings.keep_checkpoints' must be true or false, saw {out['keep_checkpoints']!r}")
     for k in ("max_retries", "sampler_seed"):
         x = out[k]
         if isinstance(x, bool) or not isinstance(x, int) or x < 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import threading
 import time
 import warnings
@@ -188,16 +189,17 @@ class Heartbeat:
         self.lost = False  # set when the storage says the trial was finished elsewhere
 
     def _run(self) -> None:
-        while True:
+        while not self._stop.wait(self.interval):
             try:
                 record_heartbeat(self.storage, self.trial_id)
+                if self.storage.get_trial(self.trial_id).state.is_finished():
+                    self.lost = True  # failed as stale by another worker while we were cut off
+                    return
             except optuna.exceptions.UpdateFinishedTrialError:
                 self.lost = True
                 return
             except Exception:  # a transient database error: try again next interval
                 pass
-            if self._stop.wait(self.interval):
-                return
 
     def __enter__(self) -> "Heartbeat":
         if heartbeat_enabled(self.storage):
@@ -215,11 +217,52 @@ class Heartbeat:
             self._thread.join(timeout=30)
 
 
+WORKER_ATTR = "worker"  # "hostname:pid" of the worker holding a trial
+
+
+def worker_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_here(t: FrozenTrial) -> bool:
+    """True when the trial's worker ran on this host and its process is gone (no need to wait for
+    the grace period: a re-run `study` resumes at once after a crash). A reused PID only delays
+    detection to the heartbeat path; it never fails a live trial."""
+    tag = t.user_attrs.get(WORKER_ATTR)
+    if not isinstance(tag, str) or ":" not in tag:
+        return False
+    host, _, pid = tag.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists but not ours (EPERM)
+        return False
+    return _is_zombie(int(pid))
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def fail_stale_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker stopped beating and re-enqueue them; returns the failed
-    trial numbers (only those this call failed: concurrent callers never double-retry)."""
+    """Fail RUNNING trials whose worker stopped beating (or, on this host, whose worker process is
+    gone) and re-enqueue them; returns the trial numbers this call failed (concurrent callers never
+    double-retry: the FAIL transition succeeds once)."""
     storage = study._storage
     raw = _raw(storage)
+    gone = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _dead_here(t)]
+    dead = _fail_and_retry(study, gone) if gone else []
+    return dead + _fail_stale_by_heartbeat(study, storage, raw)
+
+
+def _fail_stale_by_heartbeat(study: optuna.Study, storage: BaseStorage, raw: BaseStorage) -> list[int]:
     if isinstance(raw, RDBStorage):
         if raw.get_heartbeat_interval() is None:
             return []
@@ -268,7 +311,7 @@ def _fail_and_retry(study: optuna.Study, trials: list[FrozenTrial]) -> list[int]
 # partial results of the failed attempt.
 PLAN_ATTRS = (
     "slot", "generator", "budget", "param_budget", "seed", "index", "arch", "arch_id", "params",
-    "macs", "dataset", "recipe", "method", "rule", "base_arch", "options", "plan_hash",
+    "macs", "cache_key", "dataset", "dataset_options", "recipe", "method", "rule", "base_arch", "options", "plan_hash",
 )
 FAIL_REASON = "fail_reason"
 STALE_REASON = "worker stopped (no heartbeat within the grace period)"
