@@ -217,10 +217,15 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
     ckpt_path = Path(checkpoint_dir) / LAST if checkpoint_dir is not None else None
     if ckpt_path is not None and resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location="cpu")
-        if state.get("run_key") != run_key:
+        saved_key = state.get("run_key") or {}
+        if saved_key != run_key:
+            flat_saved = {**saved_key.get("recipe", {}), **{k: v for k, v in saved_key.items() if k != "recipe"}}
+            flat_now = {**run_key["recipe"], **{k: v for k, v in run_key.items() if k != "recipe"}}
+            diff = ", ".join(f"{k} {flat_saved.get(k)!r} vs {flat_now.get(k)!r}"
+                             for k in sorted(set(flat_saved) | set(flat_now)) if flat_saved.get(k) != flat_now.get(k))
             raise CheckpointError(
-                f"checkpoint {ckpt_path} belongs to a different run (recipe, seed or data differ: "
-                f"saw {state.get('run_key')}); use another output folder or delete it"
+                f"checkpoint {ckpt_path} belongs to a different run (checkpoint vs now: {diff}); "
+                "use another output folder, delete it, or pass resume=False / --no-resume"
             )
         try:
             model.load_state_dict(state["model"])
