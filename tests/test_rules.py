@@ -335,3 +335,14 @@ def test_guided_refuses_a_rule_from_another_model(tmp_path):
     with pytest.raises(ConfigError, match="has no option 'rules'"):
         get_generator("guided").generate(resolve_model("vgg16"), 0.4, 0, rules=str(f))
     assert within(get_generator("guided").generate(resolve_model("vgg16"), 0.4, 0, rule=str(f), dataset="cifar10"), 0.4)
+
+
+def test_rule_generators_refuse_a_sparsity_rule_unless_asked_for_sparse(tmp_path):
+    rule = fit_rule(extract_pattern(scale_densities_to_budget(resolve_model("resnet20"), 0.5)), "sparsity")
+    f = save_rule(rule, tmp_path / "s.yaml")
+    with pytest.raises(ConfigError, match="add 'sparse: true'"):
+        get_generator("transferred").generate(resolve_model("vgg16"), 0.3, 0, rule=str(f))
+    arch = get_generator("transferred").generate(resolve_model("vgg16"), 0.3, 0, rule=str(f), sparse=True)
+    assert arch.densities is not None and within(arch, 0.3)
+    with pytest.raises(ConfigError, match="cannot be applied as a density rule"):
+        get_generator("transferred").generate(resolve_model("vgg16"), 0.3, 0, rule=vgg_rule(), sparse=True)

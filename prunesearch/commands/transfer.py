@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     rule = load_rule(rfile)
     dataset = args.dataset or (rule.datasets[0] if len(rule.datasets) == 1 else "cifar10")
     target = _target(args.to, dataset, args.data_dir)
-    opts = {"rule": str(rfile.resolve())}
+    opts: dict[str, Any] = {"rule": str(rfile.resolve())}
+    if rule.domain == "density":
+        opts["sparse"] = True
     rows = []
     for b in budgets:
         pb = resolve_budget(target, b)

@@ -6,8 +6,10 @@ Options (what a study spec's ``generators:`` block or ``generate(..., **options)
 
 - ``guided`` / ``transferred``: ``rule`` (a rule file, a ``prunesearch discover`` run dir, a
   :class:`~prunesearch.rules.DesignRule` or its dict), ``kind`` (in a run dir, which fitted rule:
-  ``stage``/``depth``/``sparsity``; default the run's ``rule.yaml``), and for ``guided`` the
-  optional expectations ``dataset`` and ``method`` (checked against the rule's provenance).
+  ``stage``/``depth``/``sparsity``; default the run's ``rule.yaml``), ``sparse`` (true to apply a
+  sparsity rule: the result carries per-conv densities and must be trained mask-aware; a width
+  rule with it, or a sparsity rule without it, is a ConfigError), and for ``guided`` the optional
+  expectations ``dataset`` and ``method`` (checked against the rule's provenance).
   ``guided`` refuses a rule fitted on another model (that is ``transferred``).
 - ``pruned``: ``run`` (a discover run dir: its ``architectures/pruned-*.yaml`` at this budget), or
   ``architectures`` (budget -> file), or ``architecture`` (one file, rescaled to every budget), or
@@ -62,7 +64,7 @@ def _rule(options: Mapping[str, Any], name: str):
 
 
 class _RuleGenerator(Generator):
-    options: tuple[str, ...] = ("rule", "kind")
+    options: tuple[str, ...] = ("rule", "kind", "sparse")
 
     def check(self, rule, base: Architecture, options: Mapping[str, Any]) -> None:
         pass
@@ -74,7 +76,14 @@ class _RuleGenerator(Generator):
         rule = _rule(options, self.name)
         ref = unpruned(base)
         self.check(rule, ref, options)
-        arch = apply_rule(rule, ref, budget, tolerance=TOLERANCE)
+        sparse = options.get("sparse", False)
+        if not isinstance(sparse, bool):
+            raise ConfigError(f"generator '{self.name}' option 'sparse' must be true or false, got {sparse!r}")
+        if rule.domain == "density" and not sparse:
+            raise ConfigError(f"generator '{self.name}' got a sparsity rule ({rule.describe()}): it sets per-conv "
+                              "densities, not widths; add 'sparse: true' to build sparse architectures (guided "
+                              "sparsification; they must be trained mask-aware) or give a stage/depth rule")
+        arch = apply_rule(rule, ref, budget, tolerance=TOLERANCE, domain="density" if sparse else "width")
         return arch.replace(name=f"{self.name}@{budget:g}")
 
 
@@ -83,7 +92,7 @@ class Guided(_RuleGenerator):
     """The paper's guided pruning: a rule fitted on this model (and dataset) applied at the budget."""
 
     name = "guided"
-    options = ("rule", "kind", "dataset", "method")
+    options = ("rule", "kind", "sparse", "dataset", "method")
 
     def check(self, rule, base, options):
         where = rule.describe()
@@ -106,7 +115,7 @@ class Transferred(_RuleGenerator):
     by stage position / relative depth (same code as ``guided``, no same-model check)."""
 
     name = "transferred"
-    options = ("rule", "kind", "dataset", "method")
+    options = ("rule", "kind", "sparse", "dataset", "method")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -194,7 +194,8 @@ def discover_rules(
     arms: dict[str, dict[float, Architecture]] = {"pruned": {}, "guided": {}, "uniform": {}}
     for b in budgets:
         arms["pruned"][b] = get_generator("pruned").generate(trained.arch, b, trained.seed, run=str(out))
-        arms["guided"][b] = get_generator("guided").generate(trained.arch, b, trained.seed, rule=str(rule_file))
+        arms["guided"][b] = get_generator("guided").generate(trained.arch, b, trained.seed, rule=str(rule_file),
+                                                             sparse=disc.rule.domain == "density")
         arms["uniform"][b] = get_generator("uniform").generate(trained.arch, b, trained.seed)
     disc.architectures = arms
     for gen in ("guided", "uniform"):
