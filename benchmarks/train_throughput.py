@@ -78,15 +78,18 @@ class PILImages(torch.utils.data.Dataset):
         return self.transform(img), self.targets[i]
 
 
-def reference_loaders(data: Dataset, flip: bool, batch_size: int = 64):
+def reference_loaders(data: Dataset, flip: bool, batch_size: int = 64, cuda: bool = False):
+    """As the reference: ``kwargs = {'num_workers': 1, 'pin_memory': True} if args.cuda else {}``
+    (it always sets num_workers=1 in practice)."""
     import torchvision.transforms as T
 
     aug = [T.Pad(data.crop_pad), T.RandomCrop(data.image_size)] + ([T.RandomHorizontalFlip()] if flip else [])
     norm = [T.ToTensor(), T.Normalize(data.mean, data.std)]
     train_ds = PILImages(data.train_x, data.train_y, T.Compose(aug + norm))
     test_ds = PILImages(data.test_x, data.test_y, T.Compose(norm))
-    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, shuffle=True, num_workers=1)
-    test_loader = torch.utils.data.DataLoader(test_ds, batch_size=256, shuffle=False, num_workers=1)
+    kw = {"num_workers": 1, "pin_memory": cuda}
+    train_loader = torch.utils.data.DataLoader(train_ds, batch_size=batch_size, shuffle=True, **kw)
+    test_loader = torch.utils.data.DataLoader(test_ds, batch_size=256, shuffle=False, **kw)
     return train_loader, test_loader
 
 
@@ -126,7 +129,7 @@ def reference_train(model, data: Dataset, epochs: int, recipe, device, seed: int
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     flip = data.flip_ok if recipe.flip is None else recipe.flip
-    train_loader, test_loader = reference_loaders(data, flip, recipe.batch_size)
+    train_loader, test_loader = reference_loaders(data, flip, recipe.batch_size, device.type == "cuda")
     best, accs, images, seconds = 0.0, [], 0, 0.0
     for epoch in range(epochs):
         for g in optimizer.param_groups:
@@ -169,8 +172,9 @@ def throughput(args, device) -> dict:
             torch.set_num_threads(threads)
             model = build(args.model, meas, args.seed).to(device)
             opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-            reference_epoch(model, opt, reference_loaders(warm, warm.flip_ok)[0], device)
-            n, s = reference_epoch(model, opt, reference_loaders(meas, meas.flip_ok)[0], device)
+            cuda = device.type == "cuda"
+            reference_epoch(model, opt, reference_loaders(warm, warm.flip_ok, cuda=cuda)[0], device)
+            n, s = reference_epoch(model, opt, reference_loaders(meas, meas.flip_ok, cuda=cuda)[0], device)
             runs.append(n / s)
         torch.set_num_threads(ref_threads)
     ours, ref = max(ours_runs), max(ref_runs)
@@ -230,7 +234,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="alternate ours/reference this many times; best of each")
     ap.add_argument("--threads", type=int, default=None, help="ours: CPU threads (default: free cores)")
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="ours: precision")
-    ap.add_argument("--compile", action="store_true", help="ours: torch.compile the model (long GPU runs)")
+    ap.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                    help="ours: torch.compile the model; optional MODE e.g. reduce-overhead (CUDA graphs)")
     ap.add_argument("--data-dir", default=None, help="use real CIFAR-10 from here instead of synthetic images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--parity", action="store_true", help="also run the mnist5k accuracy-parity check")

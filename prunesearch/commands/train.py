@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="override the recipe's batch size")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
                    help="auto: bf16 where the hardware does it natively (default)")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",
+                   help="torch.compile the model; optional MODE: reduce-overhead (CUDA graphs), max-autotune")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: free cores)")
     p.add_argument("--data-dir", default=None, help="where CIFAR lives (default $PRUNESEARCH_DATA_DIR or ~/.cache/prunesearch/data)")

@@ -199,7 +199,11 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
         model.to(memory_format=torch.channels_last)
     model.train()
     optimizer = _make_optimizer(model, recipe, device)
-    run_model = torch.compile(model) if recipe.compile else model
+    if recipe.compile:
+        mode = None if recipe.compile is True else recipe.compile
+        run_model = torch.compile(model, mode=mode)
+    else:
+        run_model = model
     workers = max(0, (n_threads or default_threads()) - 1) if not data.resident else 0
     dd = DeviceData(data, device, channels_last=channels_last, workers=workers)
     flip = data.flip_ok if recipe.flip is None else bool(recipe.flip)

@@ -17,6 +17,7 @@ from ..errors import ConfigError, suggest
 MODES = ("scratch-e", "scratch-b", "finetune")
 SCHEDULES = ("step", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Recipe:
     flip: bool | None = None  # None: the dataset decides (digits are never flipped)
     precision: str = "auto"  # auto: bf16 where native (CUDA, AVX512-BF16/AMX CPUs), else fp32
     channels_last: bool | None = None  # None: on (measured faster or equal on CPU and CUDA)
-    compile: bool = False  # torch.compile the model (pays off for long GPU runs)
+    compile: bool | str = False  # torch.compile: True, or a mode ('reduce-overhead' = CUDA graphs)
     mode: str = "scratch-e"  # scratch-e | scratch-b | finetune (the caller scales epochs for scratch-b)
     checkpoint_every: int = 1  # epochs between checkpoints when a checkpoint_dir is given
     eval_every: int = 1  # epochs between test evaluations (the last epoch is always evaluated)
@@ -59,6 +60,8 @@ class Recipe:
             bad(f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)}{suggest(self.precision, PRECISIONS)}")
         if self.mode not in MODES:
             bad(f"mode '{self.mode}' is not one of {', '.join(MODES)}{suggest(self.mode, MODES)}")
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            bad(f"compile must be true/false or one of {', '.join(COMPILE_MODES)}, saw {self.compile!r}")
         ms = tuple(float(m) for m in self.lr_milestones)
         if any(not 0 < m < 1 for m in ms) or list(ms) != sorted(ms):
             bad(f"lr_milestones must be increasing fractions of the epochs in (0, 1), saw {list(self.lr_milestones)}")
