@@ -29,7 +29,6 @@ Experiment specs (``search_spaces/paper/*.yaml``) hold the same settings as the 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
 import json

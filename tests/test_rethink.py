@@ -1,0 +1,156 @@
+"""`prunesearch rethink`: fine-tune vs Scratch-E vs Scratch-B end to end on tiny data, the paper specs'
+smoke variants, spec validation, resume, failures and the pre-training check."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunesearch.arch import count_macs, resolve_model
+from prunesearch.cli import main
+from prunesearch.errors import BudgetError, ConfigError
+from prunesearch.records import RethinkRecord
+from prunesearch.rethink import load_rethink_spec, run_rethink, spec_from_dict
+
+PAPER_SPECS = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "search_spaces" / "paper" / "*.yaml")))
+TINY = {"dataset": "synthetic", "dataset_options": {"num_classes": 4, "n_train": 16, "n_test": 16, "image_size": 8},
+        "recipe": {"name": "smoke", "overrides": {"batch_size": 16}}}
+
+
+def write_spec(path: Path, **keys) -> Path:
+    path.write_text(yaml.safe_dump({"kind": "rethink", **TINY, **keys}, sort_keys=False))
+    return path
+
+
+def records_of(out: Path) -> list[RethinkRecord]:
+    return [RethinkRecord.from_dict(json.loads(line)) for line in (out / "rethink.jsonl").read_text().splitlines()]
+
+
+def test_rethink_end_to_end_every_arm_and_scratch_b_gets_the_compute_ratio(tmp_path, capsys):
+    spec = write_spec(tmp_path / "exp.yaml", name="tiny", model="resnet14", method="slimming", budget=0.4)
+    out = tmp_path / "run"
+    argv = ["rethink", str(spec), "--epochs", "2", "--threads", "1", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    recs = {r.arm: r for r in records_of(out)}
+    assert set(recs) == {"unpruned", "finetune", "scratch-e", "scratch-b"}
+    assert all(r.state == "complete" and 0 <= r.best_acc <= 1 for r in recs.values())
+    base = resolve_model("resnet14", num_classes=4, input_size=8)
+    assert recs["unpruned"].params > recs["scratch-e"].params == recs["scratch-b"].params == recs["finetune"].params
+    assert recs["unpruned"].macs == count_macs(base)
+    E = 2
+    ratio = recs["unpruned"].macs / recs["scratch-b"].macs
+    assert recs["scratch-e"].epochs == recs["unpruned"].epochs == E
+    assert recs["scratch-b"].epochs == int(E * ratio) > E  # Scratch-B: same compute as the base
+    assert recs["finetune"].epochs == 1 and recs["finetune"].lr == 0.001  # a quarter of E (at least 1), lr 1e-3
+    md = (out / "rethink.md").read_text()
+    for text in ("Fine-tuned", "Scratch-E", "Scratch-B", "Unpruned", f"| {int(E * ratio)} |"):
+        assert text in md
+    assert "Scratch-B" in shown and "rethink.jsonl" in shown
+    assert (out / "architectures" / "seed0.yaml").exists()
+    # Re-running into the same folder resumes: nothing is retrained or recorded twice.
+    assert main(argv) == 0
+    assert len(records_of(out)) == 4
+    assert "recorded earlier" in capsys.readouterr().out
+    # A different experiment in the same folder is refused.
+    with pytest.raises(ConfigError, match="different rethink experiment"):
+        run_rethink(load_rethink_spec(spec).replace(budget=0.5), out, device="cpu", threads=1)
+
+
+def test_rethink_removes_blocks_with_sss_and_trains_the_shallower_net(tmp_path):
+    # ratio: the fraction of removable blocks (not a stage's first) removed, weakest factor first: 2 of 3
+    spec = spec_from_dict({**TINY, "model": "resnet14", "method": "sss", "ratio": 0.7,
+                           "recipe": {"name": "smoke", "overrides": {"epochs": 1, "batch_size": 16}}},
+                          require_kind=False)
+    run = run_rethink(spec, tmp_path, device="cpu", threads=1)
+    recs = {r.arm: r for r in run.records}
+    assert sum(recs["scratch-e"].arch["blocks"]) == 4 and "blocks" not in recs["unpruned"].arch
+    assert recs["finetune"].params == recs["scratch-e"].params < recs["unpruned"].params
+    assert recs["scratch-b"].epochs == int(1 * recs["unpruned"].macs / recs["scratch-b"].macs)
+
+
+# VGG-11's 9 M conv weights make the weight-level smokes (magnitude sorts, dense masks, checkpoints)
+# take ~15 s each on a shared 2-core CPU: slow tier; lottery-resnet56 and magnitude-preresnet110
+# cover the same paths by default.
+_SLOW_SPECS = {"lottery-vgg16", "magnitude-vgg19"}
+SPEC_PARAMS = [pytest.param(p, id=Path(p).stem, marks=[pytest.mark.slow] if Path(p).stem in _SLOW_SPECS else [])
+               for p in PAPER_SPECS]
+
+
+def test_every_paper_run_has_a_spec():
+    names = {Path(p).stem for p in PAPER_SPECS}
+    assert names == {"l1norm-vgg16-a", "l1norm-resnet56-a", "l1norm-resnet56-b", "l1norm-resnet110-a",
+                     "l1norm-resnet110-b", "slimming-vgg19", "slimming-preresnet164", "slimming-densenet40",
+                     "magnitude-vgg19", "magnitude-preresnet110", "lottery-vgg16", "lottery-resnet56"}
+
+
+@pytest.mark.parametrize("path", SPEC_PARAMS)
+def test_paper_spec_smoke_variant_runs(path, tmp_path):
+    full = load_rethink_spec(path)  # the full protocol validates too (names, recipe, methods)
+    assert full.dataset == "cifar10" and full.recipe == "paper" and len(full.seeds) == 5
+    spec = load_rethink_spec(path, smoke=True)
+    assert spec.name.endswith("-smoke")
+    run = run_rethink(spec, tmp_path, device="cpu", threads=1)
+    arms = {r.arm: r for r in run.records}
+    expected = {"unpruned", "finetune", "scratch-e", "scratch-b"}
+    if spec.method in ("magnitude", "lottery"):
+        lr0 = 0.05  # the smoke recipe's rate
+        for lr in spec.lottery_lrs:
+            expected |= {f"winning-ticket-lr{lr:g}", f"random-init-lr{lr:g}"}
+            if lr != lr0:
+                expected.add(f"unpruned-lr{lr:g}")
+    assert set(arms) == expected
+    assert all(r.state == "complete" for r in arms.values()), [r.fail_reason for r in arms.values()]
+    assert arms["scratch-b"].epochs == int(arms["unpruned"].epochs * arms["unpruned"].macs / arms["scratch-b"].macs)
+    if full.variant:
+        assert arms["scratch-e"].arch["widths"] == list(resolve_model(full.variant, input_size=spec.dataset_options["image_size"]).widths)
+
+
+@pytest.mark.parametrize("keys,match", [
+    ({"ratoi": 0.5}, r"unknown key 'ratoi' \(did you mean 'ratio'\?\)"),
+    ({"kind": "study"}, r"'kind' must be 'rethink'"),
+    ({"variant": "resnet56-b", "method": "slimming", "model": None, "ratio": None}, r"'variant': method slimming has no predefined"),
+    ({"method": "slimmming"}, r"'method': unknown pruning method 'slimmming' \(did you mean 'slimming'\?\)"),
+    ({"budget": 0.5, "ratio": 0.4}, r"at most one of 'budget', 'ratio'"),
+    ({"smoke": {"epochs": 1}}, r"unknown key 'smoke.epochs'"),
+    ({"recipe": {"name": "paper", "overrides": {"epoch": 3}}}, r"'recipe'.*unknown key 'epoch'"),
+])
+def test_spec_errors_name_the_file_and_the_key(tmp_path, keys, match):
+    base = {"model": "resnet14", "method": "slimming", "ratio": 0.4, "smoke": {"seeds": 1}}
+    merged = {k: v for k, v in {**base, **keys}.items() if v is not None}
+    path = write_spec(tmp_path / "bad.yaml", **merged)
+    with pytest.raises(ConfigError, match=match) as err:
+        load_rethink_spec(path, smoke=True)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_smoke_needs_a_smoke_block_and_cli_errors_are_one_line(tmp_path, capsys):
+    path = write_spec(tmp_path / "nosmoke.yaml", model="resnet14", method="slimming", ratio=0.4)
+    with pytest.raises(ConfigError, match="needs a 'smoke:' block"):
+        load_rethink_spec(path, smoke=True)
+    assert main(["rethink", "--model", "resnet14", "--method", "sss", "--variant", "resnet56-b"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "no predefined variants" in err and err.count("\n") == 1
+
+
+def test_an_unreachable_budget_fails_before_any_training(tmp_path):
+    spec = spec_from_dict({**TINY, "model": "resnet14", "method": "l1norm", "budget": 50}, require_kind=False)
+    with pytest.raises(BudgetError, match="outside|below"):
+        run_rethink(spec, tmp_path, device="cpu", threads=1, preflight=True)
+    assert not (tmp_path / "rethink.jsonl").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_a_diverging_arm_is_recorded_as_failed_and_the_run_finishes(tmp_path):
+    # an infinite learning rate: the first step makes the weights non-finite, the second loss is NaN
+    spec = spec_from_dict({**TINY, "model": "resnet14", "method": "l1norm", "budget": 0.5,
+                           "recipe": {"name": "smoke", "overrides": {"epochs": 2, "batch_size": 16, "lr": float("inf"),
+                                                                     "precision": "fp32"}}},
+                          require_kind=False)
+    run = run_rethink(spec, tmp_path, device="cpu", threads=1)
+    [rec] = records_of(tmp_path)
+    assert rec.arm == "unpruned" and rec.state == "failed" and "diverged" in rec.fail_reason
+    assert run.records == [rec] and "failed" in (tmp_path / "rethink.md").read_text().lower()
