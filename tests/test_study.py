@@ -257,3 +257,69 @@ def test_worker_cli_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "none.log").exists()  # a worker never creates an empty journal
+
+
+def test_diverged_trials_fail_with_reason_and_the_study_goes_on(tmp_path, capsys):
+    p = spec(tmp_path, "nan", generators="{uniform: {}, random: {}}")
+    p.write_text(p.read_text().replace("batch_size: 32", "batch_size: 32, lr: 1.0e+12"))
+    r = run_cli(["study", str(p), "--out", str(tmp_path / "run"), "--device", "cpu", "--json", "--no-report"], capsys)
+    assert r["failed"] == 2 and r["complete"] == 0  # the second trial ran after the first failed
+    recs = load_records(str(tmp_path / "run" / "journal.log"), "nan")
+    assert [r.state for r in recs] == ["failed", "failed"]
+    assert all("diverged" in r.fail_reason and r.best_acc is None for r in recs)
+
+
+def _planned_exactly_once(journal: str, name: str, planned: int) -> None:
+    ts = trials(Path(journal), name)
+    done = [t for t in ts if t.state == optuna.trial.TrialState.COMPLETE]
+    slots = [t.user_attrs["slot"] for t in done]
+    assert len(done) == planned and len(set(slots)) == planned, (len(done), len(set(slots)))
+    assert not [t for t in ts if t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)]
+
+
+@pytest.mark.slow
+def test_three_journal_workers_exactly_once_with_shared_cache(tmp_path):
+    p = spec(tmp_path, "three", budgets="[0.5, 0.3]", seeds="[0, 1]",
+             generators="{uniform: {}, random: {}, searched: {trials: 2, min_multiplier: 1.0}}")
+    plan = load_spec(p)
+    journal = str(tmp_path / "journal.log")
+    assert prepare_study(plan, journal).enqueued == 16
+    procs = [_worker_proc(journal, plan.name, tmp_path) for _ in range(3)]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    _planned_exactly_once(journal, plan.name, 16)
+    done = [set(o["trials"]) for o in outs]
+    assert sum(len(d) for d in done) == len(set().union(*done)) == 16  # no trial completed twice
+    keys = {t.user_attrs["cache_key"] for t in trials(Path(journal), plan.name)}
+    assert sum(o["trained"] for o in outs) == len(keys) == 8  # one training per distinct result
+
+
+@pytest.mark.slow
+def test_study_killed_at_random_points_ends_exactly_once(tmp_path):
+    import random
+
+    p = spec(tmp_path, "chaos", epochs=15, budgets="[0.5, 0.3]", seeds="[0, 1]",
+             generators="{uniform: {}, random: {}, searched: {trials: 1}}")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "prunesearch", "study", str(p), "--out", str(out), "--device", "cpu",
+           "--json", "--no-report"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rng = random.Random(0)
+    for _ in range(4):  # kill -9 at a random moment: planning, training, checkpointing, telling
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+        time.sleep(rng.uniform(3, 12))
+        proc.kill()
+        proc.communicate()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["planned"] == 12 and summary["complete"] == 12
+    journal = str(out / "journal.log")
+    _planned_exactly_once(journal, "chaos", 12)
+    recs = load_records(journal, "chaos")
+    assert len(recs) == 12 and all(r.state == COMPLETE for r in recs)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["trained"] == 0

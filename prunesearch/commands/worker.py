@@ -38,9 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.storage:
         raise ConfigError("worker needs --storage URL (or $PRUNESEARCH_STORAGE); see the run dir's run.json")
 
-    def on_event(kind: str, info: dict[str, Any]) -> None:
-        if args.json:
-            return
+    def on_event(kind: str, info: dict[str, Any]) -> None:  # progress on stderr (stdout: --json only)
         c = err_console()
         if kind == "start":
             c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] training ({info['params']:,} params)")
@@ -50,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
             c.print(f"trial {info['trial']:>4} = trial {info['from']} (cached result)")
         elif kind == "failed":
             c.print(f"trial {info['trial']:>4} [red]failed[/]: {info['reason']}")
+        elif kind == "lost":
+            c.print(f"trial {info['trial']:>4} was re-run elsewhere (this worker stalled); result discarded")
 
     w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
                on_event=on_event)

@@ -244,18 +244,9 @@ def prepare_study(plan: Plan, storage: str, data_dir: str | None = None, retry_f
                 continue
             last = max(ts, key=lambda t: t.number)
             if last.user_attrs.get("duplicate_of") is None:
-                retry_stale_trial(study, _without_retry_limit(last), reason=last.user_attrs.get(FAIL_REASON))
+                retry_stale_trial(study, last, reason=last.user_attrs.get(FAIL_REASON), enforce_limit=False)
                 retried += 1
     return Prepared(study, storage, len(planned), enqueued, retried)
-
-
-def _without_retry_limit(t: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
-    import copy
-
-    t = copy.deepcopy(t)
-    t.user_attrs.pop("max_retries", None)
-    t.system_attrs["retry_history"] = []
-    return t
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +304,7 @@ class Worker:
             raise StorageError(f"study '{study_name}' in {describe_storage(storage)} was not created by "
                                "'prunesearch study'; give a study that was")
         self.settings = dict(plan_d.get("settings") or {})
+        self.plan_dataset = (plan_d["dataset"], plan_d.get("dataset_options") or {}) if plan_d.get("dataset") else None
         self.storage_text = storage
         self.storage = open_storage(storage, create=False,
                                     heartbeat_interval=int(self.settings.get("heartbeat_interval", 10)),
@@ -350,6 +342,8 @@ class Worker:
         """Run trials until the study has nothing WAITING (and, with ``wait``, nothing RUNNING
         elsewhere that might still die and come back). ``max_trials``: stop after that many."""
         self.device()  # a bad --device fails before a trial is claimed
+        if self.plan_dataset is not None:  # so does a dataset this machine does not have
+            get_dataset(self.plan_dataset[0], self.data_dir, self.plan_dataset[1])
         summary = WorkerSummary()
         done = 0
         while max_trials is None or done < max_trials:
@@ -395,7 +389,7 @@ class Worker:
                 reason = "interrupted (Ctrl-C); re-enqueued, the next run resumes it"
                 self._set(trial_id, interrupted=True)
                 if self._finish(trial_id, TrialState.FAIL, reason=reason):
-                    retry_stale_trial(self.study, storage.get_trial(trial_id), reason=reason)
+                    retry_stale_trial(self.study, storage.get_trial(trial_id), reason=reason, enforce_limit=False)
                 summary.interrupted += 1
                 raise
             except TrainingDiverged as e:
@@ -409,7 +403,7 @@ class Worker:
             except PrunesearchError as e:  # this worker's environment (data, device): give it back
                 reason = f"{type(e).__name__} on worker {self.worker_tag}: {e}"
                 if self._finish(trial_id, TrialState.FAIL, reason=reason):
-                    retry_stale_trial(self.study, storage.get_trial(trial_id), reason=reason)
+                    retry_stale_trial(self.study, storage.get_trial(trial_id), reason=reason, enforce_limit=False)
                 raise
             except Exception as e:  # noqa: BLE001  a bug or OOM: record it, keep the study going
                 msg = " ".join(str(e).split())[:300]

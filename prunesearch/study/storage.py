@@ -317,16 +317,18 @@ FAIL_REASON = "fail_reason"
 STALE_REASON = "worker stopped (no heartbeat within the grace period)"
 
 
-def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, reason: str | None = None) -> None:
+def retry_stale_trial(study: optuna.Study, trial: FrozenTrial, reason: str | None = None,
+                      enforce_limit: bool = True) -> None:
     """Re-enqueue a failed attempt as a new WAITING trial with the same plan attributes and params.
 
     Same bookkeeping as Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial``,
     ``retry_history`` system attrs), but results of the failed attempt are not inherited. Gives up
-    after ``settings.max_retries`` retries (kept in the ``max_retries`` user attr)."""
+    after ``settings.max_retries`` retries (kept in the ``max_retries`` user attr) unless
+    ``enforce_limit`` is False (a worker's own environment failed, or the user asked for a retry)."""
     why = reason or trial.user_attrs.get(FAIL_REASON) or STALE_REASON
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
     max_retries = trial.user_attrs.get("max_retries")
-    if max_retries is not None and len(history) > int(max_retries):
+    if enforce_limit and max_retries is not None and len(history) > int(max_retries):
         return
     keep = {k: v for k, v in trial.user_attrs.items() if k in PLAN_ATTRS or k == "max_retries"}
     keep["retry_reason"] = why  # a finished trial's attrs are frozen: the reason travels with the retry
