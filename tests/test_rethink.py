@@ -154,3 +154,20 @@ def test_a_diverging_arm_is_recorded_as_failed_and_the_run_finishes(tmp_path):
     [rec] = records_of(tmp_path)
     assert rec.arm == "unpruned" and rec.state == "failed" and "diverged" in rec.fail_reason
     assert run.records == [rec] and "failed" in (tmp_path / "rethink.md").read_text().lower()
+
+
+def test_seeds_a_channel_apart_and_lottery_bases_share_one_table_row():
+    from prunesearch.rethink import build_tables
+
+    def rec(arm, seed, params, acc, lr=0.1):
+        return RethinkRecord(arm=arm, seed=seed, model="resnet56", dataset="cifar10", method="lottery",
+                             params=params, macs=params * 50, epochs=160, best_acc=acc, lr=lr)
+
+    recs = [rec("unpruned", s, 850_000, 0.93) for s in (0, 1)]
+    recs += [rec("unpruned-lr0.01", s, 850_000, 0.92, 0.01) for s in (0, 1)]
+    recs += [rec(a, s, 170_000 + 7 * s, 0.90 + 0.01 * s) for a in ("finetune", "scratch-e", "scratch-b") for s in (0, 1)]
+    spec = spec_from_dict({"model": "resnet56", "dataset": "cifar10", "method": "lottery", "ratio": 0.8},
+                          require_kind=False)
+    table = build_tables(spec, recs)[0]
+    (row,) = table.rows  # one row: mean ± std over both seeds
+    assert row[4] == "170,004" and row[5] == "90.50 ± 0.71"

@@ -340,17 +340,25 @@ def build_rethink(records: Iterable[RethinkRecord]) -> tuple[list[RethinkRow], l
     arms_seen = _order({r.arm for r in records}, _ARM_ORDER)
     rows = []
     for (dataset, model, method), recs in sorted(groups.items()):
-        unpruned = [r for r in recs if r.arm == "unpruned"]
-        pruned = [r for r in recs if r.arm != "unpruned"]
-        # Several prune ratios of one method give several rows; the unpruned arm is shared.
-        sizes = sorted({r.params for r in pruned}) or [None]
-        for size in sizes:
-            members = unpruned + [r for r in pruned if r.params == size]
+        # Unpruned arms (also the lottery check's "unpruned-lrX" bases) are shared by every row.
+        unpruned = [r for r in recs if r.arm == "unpruned" or r.arm.startswith("unpruned-")]
+        pruned = [r for r in recs if not (r.arm == "unpruned" or r.arm.startswith("unpruned-"))]
+        # Several prune ratios of one method give several rows. Seeds pruned to one budget land a
+        # channel or so apart: sizes within 1 % of a row's smallest are that row (mean size shown).
+        sizes: list[list[int]] = []
+        for size in sorted({r.params for r in pruned}):
+            if sizes and size <= sizes[-1][0] * 1.01:
+                sizes[-1].append(size)
+            else:
+                sizes.append([size])
+        for group in sizes or [[]]:
+            members = unpruned + [r for r in pruned if r.params in group]
             by_arm: dict[str, list[RethinkRecord]] = defaultdict(list)
             for r in members:
                 by_arm[r.arm].append(r)
             arms = {arm: _rethink_arm(arm, rs) for arm, rs in by_arm.items()}
-            rows.append(RethinkRow(dataset, model, method, size, dict(sorted(arms.items(), key=lambda kv: arms_seen.index(kv[0])))))
+            shown = int(round(mean([r.params for r in pruned if r.params in group]))) if group else None
+            rows.append(RethinkRow(dataset, model, method, shown, dict(sorted(arms.items(), key=lambda kv: arms_seen.index(kv[0])))))
     return rows, arms_seen
 
 
