@@ -276,6 +276,11 @@ def check_spec(spec: RethinkSpec, where: str = "rethink") -> None:
                               f"{v.model_name}); drop 'model' or make it {v.model_name}")
     else:
         wrap("model", lambda: resolve_model(spec.model or "", head=spec.head))  # type: ignore[arg-type]
+    automatic = "threshold" in inspect.signature(method.prune).parameters  # sss: |factor| threshold
+    if spec.budget is None and spec.ratio is None and spec.variant is None and not automatic and not (
+            {"target", "threshold"} & set(spec.method_options)):
+        raise ConfigError(f"{where}: say how much {spec.method} prunes: give 'budget' (e.g. 0.5), 'ratio' "
+                          "(the method's own) or 'variant' (l1norm, thinet, regression)")
     wrap("recipe", lambda: get_recipe(spec.recipe, **spec.recipe_overrides))
 
 
