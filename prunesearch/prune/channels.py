@@ -157,8 +157,6 @@ def top_channels(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.tensor(sorted(order), dtype=torch.long)
 
 
-_top = top_channels  # old private name, still imported by work in progress
-
 
 def keep_top(base: Architecture, scores: Sequence[torch.Tensor | None], widths: Sequence[int],
              combine: str = "mean") -> list[tuple[int, ...]]:
