@@ -363,6 +363,8 @@ class Worker:
         storage = self.study._storage
         with Heartbeat(storage, trial_id, self.interval) as hb:
             self._hb = hb
+            # first: who holds it (a dead local holder is then noticed without the grace period)
+            self._set(trial_id, worker=self.worker_tag)
             frozen = storage.get_trial(trial_id)
             ua = dict(frozen.user_attrs)
             number = frozen.number
@@ -378,7 +380,7 @@ class Worker:
                 summary.duplicates += 1
                 self.on_event("duplicate", {"trial": number, "of": dup, "slot": slot})
                 return
-            self._set(trial_id, worker=self.worker_tag, versions=versions())
+            self._set(trial_id, versions=versions())
             try:
                 arch = self._architecture(trial_id, frozen, ua)
                 self._evaluate(trial_id, number, arch, ua, summary)
