@@ -63,7 +63,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "x"
 
 
-def _run_dir(args: argparse.Namespace) -> Path:
+def _run_dir(args: argparse.Namespace, model_name: str) -> Path:
     if args.out:
         out = Path(args.out).expanduser()
         summary = out / "summary.json"
@@ -74,11 +74,11 @@ def _run_dir(args: argparse.Namespace) -> Path:
                 prev = json.loads(summary.read_text())
             except ValueError:
                 prev = {}
-            want = {"model": args.model, "method": args.method}
+            want = {"model": model_name, "method": args.method}
             have = {k: prev.get(k) for k in want}
             if have != want:
                 raise ConfigError(f"--out {out} holds a discover run of {have['model']}/{have['method']}, not "
-                                  f"{args.model}/{args.method}; give a new --out (runs are never overwritten)")
+                                  f"{model_name}/{args.method}; give a new --out (runs are never overwritten)")
         return out
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / _slug(f"discover-{args.model}-{args.dataset}-{args.method}-{stamp}")
@@ -263,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
 
     for b in budgets:  # an unreachable budget fails before anything trains (BudgetError names the range)
         get_generator("uniform").generate(base, b)
-    out = _run_dir(args)
+    out = _run_dir(args, base.model_name)
     out.mkdir(parents=True, exist_ok=True)
 
     d = _Display(args.json)

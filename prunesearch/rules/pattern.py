@@ -230,8 +230,9 @@ def extract_pattern(
             for (st, k, n, rel, i), d in zip(conv_plan(pruned_arch), pruned_arch.densities)
         )
 
-    prov = {"model": pruned_arch.model_name} if provenance is None else provenance
-    prov = Provenance.from_dict(prov.to_dict() if isinstance(prov, Provenance) else dict(prov))
+    raw = {} if provenance is None else provenance.to_dict() if isinstance(provenance, Provenance) else dict(provenance)
+    raw.setdefault("model", pruned_arch.model_name)
+    prov = Provenance.from_dict(raw)
     prov = Provenance(
         model=prov.model or pruned_arch.model_name, dataset=prov.dataset, method=prov.method, budget=prov.budget,
         global_ratio=prov.global_ratio, seed=prov.seed, params=params, base_params=base_params, macs=macs,
