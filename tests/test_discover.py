@@ -18,12 +18,10 @@ TOL = 0.005
 
 def test_discover_end_to_end_on_synthetic(tmp_path, capsys):
     out = tmp_path / "run"
-    t0 = time.perf_counter()
     code = main(["discover", "--model", "resnet8", "--dataset", "synthetic", "--recipe", "smoke", "--epochs", "1",
                  "--budgets", "0.35,0.6", "--out", str(out), "--json"])
     stdout, _ = capsys.readouterr()
     assert code == 0
-    assert time.perf_counter() - t0 < 60
     s = json.loads(stdout)
     assert s["model"] == "resnet8" and s["method"] == "slimming" and s["synthetic"] is True
     assert (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text())["table"] == s["table"]
