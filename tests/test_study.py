@@ -323,3 +323,16 @@ def test_study_killed_at_random_points_ends_exactly_once(tmp_path):
     assert len(recs) == 12 and all(r.state == COMPLETE for r in recs)
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=300)
     assert json.loads(again.stdout.strip().splitlines()[-1])["trained"] == 0
+
+
+@pytest.mark.parametrize("extra, hint", [
+    (["--device", "tpu"], "device 'tpu' is not known"),
+    (["--storage", "postgresql+psycopg://alice:s3cret-pw@127.0.0.1:1/db"], "cannot reach storage"),
+])
+def test_study_bad_environment_writes_nothing(tmp_path, capsys, extra, hint):
+    p = spec(tmp_path, "env")
+    out = tmp_path / "run"
+    assert main(["study", str(p), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert hint in err and err.count("\n") == 0 and "s3cret-pw" not in err
+    assert not out.exists()

@@ -54,6 +54,7 @@ from .storage import (
     Heartbeat,
     describe_storage,
     fail_stale_trials,
+    is_url,
     load_study,
     open_storage,
     retry_stale_trial,
@@ -209,8 +210,10 @@ def _live(t: optuna.trial.FrozenTrial) -> bool:
 
 
 def prepare_study(plan: Plan, storage: str, data_dir: str | None = None, retry_failed: bool = False,
-                  base: Any = None) -> Prepared:
+                  base: Any = None, planned: list[PlannedTrial] | None = None) -> Prepared:
     """Create or resume the study and enqueue the planned trials that are not there yet."""
+    if planned is None:  # before touching the storage: a bad plan leaves nothing behind
+        planned = plan_trials(plan, base if base is not None else resolve_base(plan, data_dir))
     st = open_storage(storage, heartbeat_interval=plan.settings["heartbeat_interval"],
                       grace_period=plan.settings["grace_period"])
     try:
@@ -220,9 +223,6 @@ def prepare_study(plan: Plan, storage: str, data_dir: str | None = None, retry_f
 
         raise StorageError(f"cannot create study '{plan.name}' in {describe_storage(storage)} "
                            f"({type(e).__name__}: {scrub(str(e).splitlines()[0] if str(e) else '', storage)})") from None
-    if base is None:
-        base = resolve_base(plan, data_dir)
-    planned = plan_trials(plan, base)
     study.set_user_attr(PLAN_ATTR, plan.to_dict())
     study.set_user_attr(FORMAT_ATTR, FORMAT)
     existing = study.get_trials(deepcopy=False)
@@ -616,9 +616,18 @@ def run_study(
 ) -> StudyResult:
     """Create/resume ``plan``'s study, enqueue what is missing, run it to the end with ``workers``
     (1: in this process; N > 1: N worker subprocesses), write run.json, records.jsonl and the report."""
+    # everything that can be wrong with the input fails before anything is written
+    from ..train import resolve_device
+
+    resolve_device(device)
+    if storage is not None and is_url(storage):
+        open_storage(storage)  # an unreachable database: StorageError, before the run dir exists
+    base = resolve_base(plan, data_dir)
+    planned = plan_trials(plan, base)
     run_dir = make_run_dir(out if out is not None else Path("runs") / plan.name)
     storage = storage or default_storage(run_dir)
-    prepared = prepare_study(plan, storage, data_dir=data_dir, retry_failed=retry_failed)
+    prepared = prepare_study(plan, storage, data_dir=data_dir, retry_failed=retry_failed, base=base,
+                             planned=planned)
     write_run_json(run_dir, storage, plan.name, seeds=len(plan.seeds))
     summary = WorkerSummary()
     if workers <= 1:
