@@ -50,6 +50,8 @@ def _events(quiet: bool):
             c.print(f"trial {info['trial']:>4} [red]failed[/]: {info['reason']}")
         elif kind == "duplicate":
             c.print(f"trial {info['trial']:>4} skipped: duplicate of trial {info['of']}")
+        elif kind == "lost":
+            c.print(f"trial {info['trial']:>4} was re-run elsewhere (this worker stalled); result discarded")
 
     return on_event
 
@@ -93,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             f"({s.trained} trained now, {s.cached} from the cache, {out['failed']} failed); "
             f"run dir {result.run_dir}"
         )
-        if result.report:
+        if result.report and "error" in result.report:
+            err_console().print(f"[yellow]report not written:[/] {result.report['error']}")
+        elif result.report:
             console().print(f"report: {Path(result.run_dir) / 'report'}")
     return 0

@@ -650,8 +650,12 @@ def _write_report(records: list, run_dir: Path, plan: Plan) -> dict[str, Any] | 
         from ..report import write_report
     except ImportError:
         return None
-    paths = write_report(records, run_dir / "report", title=f"prunesearch study {plan.name}",
-                         planned_seeds=len(plan.seeds))
+    try:
+        paths = write_report(records, run_dir / "report", title=f"prunesearch study {plan.name}",
+                             planned_seeds=len(plan.seeds))
+    except Exception as e:  # noqa: BLE001  the results are safe in the storage; say so, do not fail
+        return {"error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}; the results are in the "
+                         f"study and records.jsonl: run 'prunesearch report {run_dir}' after fixing it"}
     return {k: str(v) for k, v in (paths or {}).items()}
 
 
