@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--storage", default=None, help="postgresql+psycopg://... or a journal file (default RUN_DIR/journal.log)")
-    p.add_argument("--recipe", default="fast", help="training recipe (default fast)")
+    p.add_argument("--recipe", default=None, help="training recipe: paper, fast, ... or a YAML file (default: paper "
+                   "on a GPU, fast on a CPU)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--data-dir", default=None, help="where the dataset files live")
     p.add_argument("--out", default=None, help="run dir (default runs/transfer-RULE-to-MODEL-DATASET-TIME)")
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budgets lists a budget twice ({args.budgets}); remove the duplicate")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
     source = Path(args.rule).expanduser() if args.rule else latest_rule_source()
     rfile = rule_path(source, args.kind)
     rule = load_rule(rfile)
@@ -137,6 +140,10 @@ def _train(args, rule, rfile: Path, dataset: str, budgets: list[float], head: di
     from ..study import plan_from_dict, run_study
     from .discover import _Display, efficiency_table, print_table, rule_profile
 
+    from ..train import resolve_device
+
+    device = resolve_device(args.device)  # a bad --device fails before anything is written
+    recipe = args.recipe or ("paper" if device.type == "cuda" else "fast")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     src = re.sub(r"[^A-Za-z0-9._-]+", "-", "+".join(rule.models) or "rule")
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"transfer-{src}-to-{args.to}-{dataset}-{stamp}").strip("-")[:100]
@@ -151,7 +158,7 @@ def _train(args, rule, rfile: Path, dataset: str, budgets: list[float], head: di
         "name": name if not args.out else re.sub(r"[^A-Za-z0-9._-]+", "-", out.name).strip("-.")[:100] or name,
         "description": f"prunesearch transfer: {rule.describe()} -> {args.to}/{dataset}",
         "model": args.to, "dataset": dataset,
-        "recipe": {"name": args.recipe, "overrides": {"epochs": args.epochs} if args.epochs else {}},
+        "recipe": {"name": recipe, "overrides": {"epochs": args.epochs} if args.epochs is not None else {}},
         "budgets": list(budgets), "seeds": int(args.seeds),
         "generators": {"transferred": {"rule": str(rfile.resolve())}, "uniform": {}},
     }
@@ -160,10 +167,10 @@ def _train(args, rule, rfile: Path, dataset: str, budgets: list[float], head: di
     plan = plan_from_dict(spec, where="transfer", default_name=spec["name"])
     d = _Display(args.json)
     d.line(f"[bold]transfer[/] {rule.describe()} -> {args.to} on {dataset}; budgets "
-           f"{', '.join(f'{b:g}' for b in budgets)}, {args.seeds} seed(s), recipe {args.recipe} -> {out}")
+           f"{', '.join(f'{b:g}' for b in budgets)}, {args.seeds} seed(s), recipe {recipe}, device {device} -> {out}")
     t0 = time.perf_counter()
     total = len(plan.budgets) * len(plan.generators) * len(plan.seeds)
-    result = d.study(lambda cb: run_study(plan, storage=args.storage, out=out, device=args.device,
+    result = d.study(lambda cb: run_study(plan, storage=args.storage, out=out, device=str(device),
                                           data_dir=args.data_dir, on_event=cb, report=False), total)
     table = efficiency_table(result.records)
     report_paths = None
