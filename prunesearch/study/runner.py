@@ -516,7 +516,7 @@ def propose_searched(study: optuna.Study, trial_id: int, ua: dict[str, Any], sam
     """TPE per-stage multipliers for a searched slot, projected onto its budget before training.
 
     Returns ``(arch, info)``; the architecture is within the solver's tolerance of the budget."""
-    from ..arch import Architecture, count_macs, count_params, get_family, scale_to_budget
+    from ..arch import Architecture, get_family
 
     base = Architecture.from_dict(ua["base_arch"], source="searched base")
     budget = float(ua["budget"])
@@ -526,11 +526,26 @@ def propose_searched(study: optuna.Study, trial_id: int, ua: dict[str, Any], sam
     stages = sorted({s.stage for s in slots})
     frozen = study._storage.get_trial(trial_id)
     # one sampler per trial, seeded by the trial number: workers never sample in lockstep
-    study.sampler = optuna.samplers.TPESampler(
-        seed=int(sampler_seed) * 1_000_003 + frozen.number,
-        n_startup_trials=int(opts.get("n_startup_trials", 4)),
-    )
-    trial = optuna.trial.Trial(study, trial_id)
+    # multivariate: after the projection only the ratios between stages matter, so the stage
+    # multipliers interact and TPE models them jointly; group: each budget's parameters form their
+    # own group (fixed arms have none), so the joint model is per budget
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.sampler = optuna.samplers.TPESampler(
+            seed=int(sampler_seed) * 1_000_003 + frozen.number,
+            n_startup_trials=int(opts.get("n_startup_trials", 4)),
+            multivariate=True,
+            group=True,
+        )
+        trial = optuna.trial.Trial(study, trial_id)
+        return _project(study, trial, frozen, base, budget, lo, slots, stages)
+
+
+def _project(study, trial, frozen, base, budget, lo, slots, stages):
+    from ..arch import count_macs, count_params, scale_to_budget
+
     label = budget_label(budget)
     mult = {st: trial.suggest_float(f"stage{st}_b{label}", lo, 1.0) for st in stages}
     ratios = [mult[s.stage] for s in slots]
