@@ -19,11 +19,16 @@ Exactly once, the design
   so TPE learns within a budget) and project them onto the budget with ``scale_to_budget`` before
   any training: feasible by construction. Multipliers the solver cannot reach are blended toward
   uniform (ratio ** alpha, alpha 1 -> 0) until it can; alpha is recorded.
-* **Dead workers** (SIGKILL, power loss): heartbeats (see ``storage.py``); after the grace period
-  the trial is FAILED and re-enqueued once as a new WAITING trial with the same slot and params.
-  Superseded attempts are hidden by ``load_records``. **Ctrl-C** does the same at once: the trial is
-  marked failed with reason "interrupted", re-enqueued, and the next run resumes it (from its
-  checkpoint: checkpoints are keyed by slot, not by trial number).
+* **Dead workers.** A RUNNING trial whose holder is gone is FAILED and re-enqueued once as a new
+  WAITING trial with the same slot and params (plan attributes only: partial results of the failed
+  attempt are not inherited), by whichever worker notices first (the FAIL transition succeeds
+  once): at once when the holder ran on this host and its PID is gone (a re-run ``study`` resumes
+  immediately after a crash), otherwise after ``grace_period`` seconds without a heartbeat (see
+  ``storage.py``). A stalled holder that wakes up finds its trial failed: it stops training and
+  discards its result (``lost``), so the slot still completes exactly once. **Ctrl-C** fails the
+  trial with reason "interrupted" and re-enqueues it at once. Either way the retry resumes from the
+  checkpoint (checkpoints are keyed by slot and arch_id, not by trial number); an unusable one is
+  discarded. ``load_records`` hides superseded attempts.
 * **Result cache** by (arch_id, recipe, dataset, seed), read from the storage's COMPLETE trials so
   it works across workers and machines. A trial whose key is being trained by another RUNNING
   trial (one that started training, or has a lower number) waits for it instead of training the
@@ -262,7 +267,7 @@ class WorkerSummary:
     cached: int = 0  # trials completed from the result cache
     failed: int = 0  # trials that failed here (divergence, errors)
     duplicates: int = 0  # duplicate slot trials skipped
-    lost: int = 0  # trials this worker finished after another marked them stale
+    lost: int = 0  # trials taken from this worker (failed as stale while it stalled); results discarded
     interrupted: int = 0
     trial_numbers: list[int] = field(default_factory=list)  # trials this worker completed
 
