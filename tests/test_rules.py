@@ -346,3 +346,12 @@ def test_rule_generators_refuse_a_sparsity_rule_unless_asked_for_sparse(tmp_path
     assert arch.densities is not None and within(arch, 0.3)
     with pytest.raises(ConfigError, match="cannot be applied as a density rule"):
         get_generator("transferred").generate(resolve_model("vgg16"), 0.3, 0, rule=vgg_rule(), sparse=True)
+
+
+def test_rules_and_generators_import_without_torch_or_optuna():
+    import subprocess
+    import sys
+
+    code = ("import sys, prunesearch.rules, prunesearch.generators; "
+            "bad = [m for m in ('torch', 'optuna') if m in sys.modules]; assert not bad, bad")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
