@@ -266,7 +266,36 @@ class VGG(Family):
 RESNET_STAGE_WIDTHS = (16, 32, 64)
 
 
-class ResNet(Family):
+class _Residual(Family):
+    """Residual families: depth = depth_step * n + 2 with n blocks per stage (depth_step = 3 stages x
+    the weighted layers of a block); ``arch.blocks``
+    (Sparse Structure Selection) may remove blocks stage by stage."""
+
+    depth_step: ClassVar[int]
+    min_depth: ClassVar[int]
+
+    def valid_depth(self, depth: int) -> bool:
+        return depth >= self.min_depth and (depth - 2) % self.depth_step == 0
+
+    def depth_rule(self) -> str:
+        k = self.depth_step
+        return f"{self.name} depth is {k}n+2 ({', '.join(str(k * i + 2) for i in (1, 2, 3))}, ...)"
+
+    def stage_blocks(self, arch) -> tuple[int, ...]:
+        n = (arch.depth - 2) // self.depth_step
+        return arch.blocks if arch.blocks is not None else (n, n, n)
+
+    def validate_blocks(self, arch) -> None:
+        if arch.blocks is None:
+            return
+        n = (arch.depth - 2) // self.depth_step
+        if len(arch.blocks) != 3 or any(b < 0 or b > n for b in arch.blocks) or sum(arch.blocks) < 1:
+            raise ConfigError(
+                f"{arch.model_name} blocks must be 3 per-stage counts in [0, {n}] with at least one block, got {list(arch.blocks)}"
+            )
+
+
+class ResNet(_Residual):
     """CIFAR ResNet-(6n+2). Slots: stem, then per block conv1 (free) and conv2 (tied per stage).
 
     The stem and every block output of stage 1 are tied (identity shortcuts); each stage's block
@@ -277,24 +306,8 @@ class ResNet(Family):
     name = "resnet"
     named_depths = (20, 32, 44, 56, 110)
 
-    def valid_depth(self, depth: int) -> bool:
-        return depth >= 8 and (depth - 2) % 6 == 0
-
-    def depth_rule(self) -> str:
-        return "resnet depth is 6n+2 (8, 14, 20, ...)"
-
-    def stage_blocks(self, arch) -> tuple[int, ...]:
-        n = (arch.depth - 2) // 6
-        return arch.blocks if arch.blocks is not None else (n, n, n)
-
-    def validate_blocks(self, arch) -> None:
-        if arch.blocks is None:
-            return
-        n = (arch.depth - 2) // 6
-        if len(arch.blocks) != 3 or any(b < 0 or b > n for b in arch.blocks) or sum(arch.blocks) < 1:
-            raise ConfigError(
-                f"{arch.model_name} blocks must be 3 per-stage counts in [0, {n}] with at least one block, got {list(arch.blocks)}"
-            )
+    depth_step = 6
+    min_depth = 8
 
     def base_widths(self, arch) -> list[int]:
         out = [RESNET_STAGE_WIDTHS[0]]
@@ -346,7 +359,7 @@ PRERESNET_PLANES = (16, 32, 64)
 PRERESNET_STEM = 16
 
 
-class PreResNet(Family):
+class PreResNet(_Residual):
     """PreResNet-(9n+2), bottleneck. Slots per block: input selection (c0), conv1 (c1), conv2 (c2);
     then the head's input selection. Block outputs (4 x planes) are never pruned.
 
@@ -358,24 +371,8 @@ class PreResNet(Family):
     name = "preresnet"
     named_depths = (56, 110, 164)
 
-    def valid_depth(self, depth: int) -> bool:
-        return depth >= 11 and (depth - 2) % 9 == 0
-
-    def depth_rule(self) -> str:
-        return "preresnet depth is 9n+2 (11, 20, ..., 164)"
-
-    def stage_blocks(self, arch) -> tuple[int, ...]:
-        n = (arch.depth - 2) // 9
-        return arch.blocks if arch.blocks is not None else (n, n, n)
-
-    def validate_blocks(self, arch) -> None:
-        if arch.blocks is None:
-            return
-        n = (arch.depth - 2) // 9
-        if len(arch.blocks) != 3 or any(b < 0 or b > n for b in arch.blocks) or sum(arch.blocks) < 1:
-            raise ConfigError(
-                f"{arch.model_name} blocks must be 3 per-stage counts in [0, {n}] with at least one block, got {list(arch.blocks)}"
-            )
+    depth_step = 9
+    min_depth = 11
 
     def _block_inputs(self, arch) -> list[list[tuple[int, int]]]:
         """Per stage, per block: (input channels, planes)."""
