@@ -174,6 +174,7 @@ def test_killed_worker_trial_is_rerun_at_once_on_the_same_host(tmp_path):
     assert [t.state.name for t in ts] == ["FAIL", "COMPLETE"]
     assert ts[1].system_attrs["retry_history"] == [0] and ts[1].user_attrs["slot"] == ts[0].user_attrs["slot"]
     assert "best_acc" not in ts[0].user_attrs  # the retry inherits the plan, not partial results
+    assert "worker process gone" in ts[1].user_attrs["retry_reason"]
     recs = load_records(journal, plan.name)
     assert len(recs) == 1 and recs[0].state == COMPLETE and recs[0].trial_number == 1
     assert recs[0].extra["train_info"]["resumed_from"] >= 1 and recs[0].epochs == 60  # resumed, not restarted

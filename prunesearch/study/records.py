@@ -21,7 +21,10 @@ _EXTRA = ("retry_reason", "slot", "index", "keep_ratios", "multipliers", "alpha"
           "train_info", "options", "cache_key", "dataset_synthetic", "duplicate_of")
 
 
-def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by: int | None = None) -> TrialRecord:
+def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by: int | None = None,
+                    reason: str | None = None) -> TrialRecord:
+    """One Optuna trial as a record; ``reason``: why it failed when the trial itself cannot say
+    (a trial failed as stale is frozen; its retry carries the reason)."""
     ua = t.user_attrs
     state = _STATE.get(t.state, FAILED)
     if t.state == TrialState.FAIL and ua.get("interrupted"):
@@ -50,7 +53,7 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
         final_acc=ua.get("final_acc") if state == COMPLETE else None,
         train_seconds=ua.get("train_seconds") if state == COMPLETE else None,
         epochs=ua.get("epochs") if state == COMPLETE else None,
-        fail_reason=(ua.get(FAIL_REASON) or STALE_REASON) if state in (FAILED, INTERRUPTED) else None,
+        fail_reason=(ua.get(FAIL_REASON) or reason or STALE_REASON) if state in (FAILED, INTERRUPTED) else None,
         study=study_name,
         trial_number=t.number,
         method=ua.get("method"),
@@ -63,17 +66,21 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
 
 def records_from_study(study: optuna.Study, superseded: bool = False) -> list[TrialRecord]:
     trials = [t for t in study.get_trials(deepcopy=False) if "slot" in t.user_attrs]
-    retried: dict[int, int] = {}
+    retried: dict[int, int] = {}  # attempt -> the retry that replaced it
+    reasons: dict[int, str] = {}
     for t in trials:
-        for n in t.system_attrs.get("retry_history", []) or []:
-            retried[int(n)] = max(retried.get(int(n), -1), t.number)
+        history = t.system_attrs.get("retry_history", []) or []
+        if history:
+            retried[int(history[-1])] = t.number
+            if t.user_attrs.get("retry_reason"):
+                reasons[int(history[-1])] = str(t.user_attrs["retry_reason"])
     out = []
     for t in trials:
         dup = t.user_attrs.get("duplicate_of") is not None
         later = retried.get(t.number) if t.state == TrialState.FAIL else None
         if (dup or later is not None) and not superseded:
             continue
-        out.append(trial_to_record(t, study.study_name, superseded_by=later))
+        out.append(trial_to_record(t, study.study_name, superseded_by=later, reason=reasons.get(t.number)))
     return out
 
 

@@ -258,7 +258,7 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     storage = study._storage
     raw = _raw(storage)
     gone = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _dead_here(t)]
-    dead = _fail_and_retry(study, gone) if gone else []
+    dead = _fail_and_retry(study, gone, reason="worker process gone (it ran on this host)") if gone else []
     return dead + _fail_stale_by_heartbeat(study, storage, raw)
 
 
@@ -293,7 +293,7 @@ def _fail_stale_by_heartbeat(study: optuna.Study, storage: BaseStorage, raw: Bas
     return _fail_and_retry(study, stale)
 
 
-def _fail_and_retry(study: optuna.Study, trials: list[FrozenTrial]) -> list[int]:
+def _fail_and_retry(study: optuna.Study, trials: list[FrozenTrial], reason: str | None = None) -> list[int]:
     storage = study._storage
     failed: list[int] = []
     for t in trials:
@@ -303,7 +303,7 @@ def _fail_and_retry(study: optuna.Study, trials: list[FrozenTrial]) -> list[int]
             continue
         if ok:
             failed.append(t.number)
-            retry_stale_trial(study, storage.get_trial(t._trial_id))
+            retry_stale_trial(study, storage.get_trial(t._trial_id), reason=reason)
     return failed
 
 
