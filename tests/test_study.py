@@ -337,3 +337,13 @@ def test_study_bad_environment_writes_nothing(tmp_path, capsys, extra, hint):
     err = capsys.readouterr().err.strip()
     assert hint in err and err.count("\n") == 0 and "s3cret-pw" not in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_study_command_with_two_worker_processes(tmp_path, capsys):
+    p = spec(tmp_path, "two", budgets="[0.5, 0.3]", generators="{uniform: {}, random: {}}")
+    out = tmp_path / "run"
+    r = run_cli(["study", str(p), "--out", str(out), "--device", "cpu", "--workers", "2", "--json", "--no-report"], capsys)
+    assert r["planned"] == r["complete"] == 4 and r["trained"] == 4 and r["failed"] == 0
+    _planned_exactly_once(str(out / "journal.log"), "two", 4)
+    assert len((out / "records.jsonl").read_text().splitlines()) == 4
