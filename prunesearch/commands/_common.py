@@ -14,17 +14,24 @@ _out: Console | None = None
 _err: Console | None = None
 
 
+def _width(stream) -> int | None:
+    # Rich falls back to 80 columns when output is not a terminal (CI logs, pipes, files), which
+    # wraps the wide parameter-efficiency tables; give them room there.
+    return None if stream.isatty() else 160
+
+
 def console() -> Console:
     global _out
     if _out is None:
-        _out = Console(highlight=False)
+        _out = Console(highlight=False, width=_width(sys.stdout))
     return _out
 
 
 def err_console() -> Console:
     global _err
     if _err is None:
-        _err = Console(stderr=True, highlight=False)
+        # errors are one line; never wrap them
+        _err = Console(stderr=True, highlight=False, width=_width(sys.stderr) and 10_000)
     return _err
 
 
