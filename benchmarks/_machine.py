@@ -12,6 +12,12 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def results_dir() -> Path:
+    """Where results go: ``$PRUNESEARCH_BENCH_RESULTS`` if set (quick runs, tests), else benchmarks/results."""
+    env = os.environ.get("PRUNESEARCH_BENCH_RESULTS")
+    return Path(env) if env else RESULTS
+
+
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {"python": platform.python_version(), "cores": os.cpu_count(), "platform": platform.platform()}
     try:
@@ -19,6 +25,10 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 info["cpu"] = line.split(":", 1)[1].strip()
                 break
+    except OSError:
+        pass
+    try:
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
         pass
     try:
@@ -36,8 +46,9 @@ def machine_info() -> dict[str, Any]:
 def write_result(name: str, result: dict[str, Any]) -> Path:
     """Write ``benchmarks/results/NAME.json`` (with machine info and date) and print one JSON line."""
     doc = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(), **result}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    out = results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(doc))
     return path
