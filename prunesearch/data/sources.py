@@ -6,7 +6,9 @@ Nothing here downloads unless the caller passes ``download=True``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +76,10 @@ def _load_cifar(key: str, root: Path, download: bool, seed: int, **options: Any)
         f"internet, or extract {archive} from https://www.cs.toronto.edu/~kriz/ into {root}"
     )
     try:
-        train = cls(root=str(root), train=True, download=download)
-        test = cls(root=str(root), train=False, download=download)
+        # torchvision prints download notices on stdout; keep stdout clean for --json output.
+        with contextlib.redirect_stdout(sys.stderr):
+            train = cls(root=str(root), train=True, download=download)
+            test = cls(root=str(root), train=False, download=download)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted..."
         seen = "missing" if not where.exists() else f"found {where} but its files are missing or corrupt"
         raise DataError(f"{pretty} not found in {root} ({seen}): {hint}") from e
