@@ -1,4 +1,4 @@
-"""A tiny CIFAR-10/100 in the exact on-disk format torchvision reads (REFERENCE §5).
+"""Test data on disk. A tiny CIFAR-10/100 in the exact on-disk format torchvision reads (REFERENCE §5).
 
 ``write_cifar(root, kind)`` writes pickled dicts with str keys (``data`` uint8 (N, 3072) as R, G, B
 planes, ``labels`` / ``fine_labels`` lists) and returns the md5 lists to patch into the torchvision
@@ -73,3 +73,16 @@ def patch_md5s(monkeypatch, kind: str, lists: dict) -> None:
     cls = tvd.CIFAR10 if kind == "cifar10" else tvd.CIFAR100
     for attr, value in lists.items():
         monkeypatch.setattr(cls, attr, value)
+
+
+def write_image_folder(root, n=3, size=(20, 12)):
+    """ImageFolder layout: root/{train,val}/{cat,dog}/i.png, random RGB images of ``size``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / cls / f"{i}.png")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _cifar_fixture import patch_md5s, write_cifar
+from _cifar_fixture import patch_md5s, write_cifar, write_image_folder
 from prunesearch.data import (
     CIFAR_MEAN,
     CIFAR_STD,
@@ -112,20 +112,8 @@ def test_stratified_split_fraction():
 
 
 # --------------------------------------------------------------------------------- image folders
-def _write_folder(root, n=3, size=(20, 12)):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls in ("cat", "dog"):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(n):
-                arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-                Image.fromarray(arr).save(root / split / cls / f"{i}.png")
-
-
 def test_imagefolder_resident_and_streamed(tmp_path):
-    _write_folder(tmp_path)
+    write_image_folder(tmp_path)
     d = load_dataset(f"imagefolder:{tmp_path}", image_size=16, workers=0)
     assert d.resident and d.train_x.shape == (6, 3, 16, 16) and d.num_classes == 2
     assert d.info["classes"] == ["cat", "dog"] and d.crop_pad == 2

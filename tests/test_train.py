@@ -228,9 +228,9 @@ def test_nan_loss_raises_training_diverged(data):
 
 
 def test_streamed_imagefolder_trains(tmp_path):
-    from test_data import _write_folder
+    from _cifar_fixture import write_image_folder
 
-    _write_folder(tmp_path, n=4)
+    write_image_folder(tmp_path, n=4)
     d = load_dataset(f"imagefolder:{tmp_path}", image_size=16, workers=0, max_resident_bytes=0)
     assert not d.resident
     r = train(tiny_net(classes=2), d, get_recipe("smoke", epochs=1, batch_size=4), seed=0, device="cpu")
