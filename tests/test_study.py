@@ -226,7 +226,8 @@ def test_ctrl_c_marks_interrupted_and_the_next_run_resumes(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    # 130 from the CLI; a Ctrl-C landing in interpreter teardown ends the process by SIGINT itself
+    assert proc.returncode in (130, -signal.SIGINT), err
     recs = load_records(journal, plan.name, superseded=True)
     assert [r.state for r in recs] == [INTERRUPTED, "waiting"] and "interrupted" in recs[0].fail_reason
     t0 = time.time()
