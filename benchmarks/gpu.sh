@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu.sh           # on the GPU machine: results in $OUT (< 8 minutes on an H200)
 #   bash benchmarks/gpu.sh --dry     # anywhere: the same code paths on the CPU, tiny sizes (~1 minute)
+#   bash benchmarks/gpu.sh --parts=compiled,accuracy    # a rerun of some parts only
 #
 # Needs PyTorch (and scikit-learn for the digits accuracy run); NOT Optuna: only prunesearch's torch
 # parts are imported. Writes $OUT/gpu_bench.json (updated after every part), $OUT/gpu_log.txt and,
@@ -10,11 +11,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=()
+PARTS=()
 NAME=gpu
 for a in "$@"; do
   case "$a" in
     --dry) DRY=(--dry); NAME=gpu-dry ;;
-    *) echo "gpu.sh: unknown argument '$a'; use --dry or nothing" >&2; exit 2 ;;
+    --parts=?*) PARTS=(--parts "${a#--parts=}") ;;
+    *) echo "gpu.sh: unknown argument '$a'; use --dry and/or --parts=LIST" >&2; exit 2 ;;
   esac
 done
 OUT="${OUT:-benchmarks/results/$NAME}"
@@ -29,9 +32,9 @@ PY="${PYTHON:-python3}"
 if [ ${#DRY[@]} -eq 0 ] && command -v nvidia-smi >/dev/null; then
   nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1 || true
 fi
-# A hard stop below the run tool's 600 s: whatever was measured is already in gpu_bench.json.
-LIMIT=$([ ${#DRY[@]} -eq 0 ] && echo 500 || echo 300)
-timeout -k 10 "$LIMIT" "$PY" benchmarks/gpu_bench.py --out "$OUT" "${DRY[@]}" 2>&1 | tee -a "$OUT/gpu_log.txt"
+# A hard stop below the run call's timeout_s (480): whatever was measured is already in gpu_bench.json.
+LIMIT=$([ ${#DRY[@]} -eq 0 ] && echo 450 || echo 300)
+timeout -k 10 "$LIMIT" "$PY" benchmarks/gpu_bench.py --out "$OUT" "${DRY[@]}" "${PARTS[@]}" 2>&1 | tee -a "$OUT/gpu_log.txt"
 rc=${PIPESTATUS[0]}
 echo "gpu.sh: exit $rc; results in $OUT" | tee -a "$OUT/gpu_log.txt"
 exit "$rc"
