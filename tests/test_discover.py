@@ -122,10 +122,15 @@ def test_discover_unstructured_fits_a_sparsity_rule(tmp_path, capsys):
         assert arch.densities is not None
         target = resolve_budget(unpruned(arch), 0.5)
         assert abs(count_params(arch) - target) <= TOL * target
-    code = main(["discover", "--model", "resnet8", "--dataset", "synthetic", "--method", "magnitude",
-                 "--out", str(tmp_path / "m2")])
-    _, err = capsys.readouterr()
-    assert code == 2 and "--no-scratch" in err and not (tmp_path / "m2").exists()
+    # the sparse arms train from scratch with fixed masks, against uniform sparsity at the same budget
+    code = main(["discover", "--model", "resnet8", "--dataset", "synthetic", "--method", "magnitude", "--recipe",
+                 "smoke", "--epochs", "1", "--budgets", "0.5", "--out", str(tmp_path / "m2"), "--json"])
+    stdout, _ = capsys.readouterr()
+    assert code == 0
+    table = json.loads(stdout)["table"]
+    assert sorted(r["generator"] for r in table) == ["guided", "pruned", "uniform"]
+    for r in table:
+        assert abs(r["params"] - resolve_budget(unpruned(pruned), 0.5)) <= TOL * resolve_budget(unpruned(pruned), 0.5)
 
 
 def test_pruned_generator_runs_the_method_once_for_all_budgets():

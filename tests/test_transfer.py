@@ -97,16 +97,27 @@ def test_transfer_trains_both_arms_as_a_study(tmp_path, capsys):
     assert d["report"] and (out / "report").is_dir()
 
 
-def test_transfer_refuses_to_train_a_sparsity_rule(tmp_path, capsys):
+def test_transfer_trains_a_sparsity_rule_against_uniform_sparsity(tmp_path, capsys):
     from prunesearch.arch import scale_densities_to_budget
+    from prunesearch.study import load_records
 
     rule = fit_rule(extract_pattern(scale_densities_to_budget(resolve_model("resnet20"), 0.5)), "sparsity")
     f = save_rule(rule, tmp_path / "s.yaml")
     code = main(["transfer", "--rule", str(f), "--to", "vgg11", "--budgets", "0.3", "--dry-run", "--json"])
     out, _ = capsys.readouterr()
     assert code == 0
-    arm = json.loads(out)["budgets"][0]["transferred"]
-    assert "densities" in arm and abs(arm["params"] - arm["param_budget"]) <= TOL * arm["param_budget"]
-    code = main(["transfer", "--rule", str(f), "--to", "vgg11", "--budgets", "0.3", "--out", str(tmp_path / "r")])
-    _, err = capsys.readouterr()
-    assert code == 2 and "sparsity rule" in err and err.count("\n") == 1
+    row = json.loads(out)["budgets"][0]
+    for arm in ("transferred", "uniform"):  # the baseline of a sparsity rule is uniform sparsity
+        assert "densities" in row[arm] and abs(row[arm]["params"] - row[arm]["param_budget"]) <= TOL * row[arm]["param_budget"]
+        assert row[arm]["widths"] == list(resolve_model("vgg11").widths)
+    run = tmp_path / "r"
+    code = main(["transfer", "--rule", str(f), "--to", "resnet8", "--dataset", "synthetic", "--budgets", "0.3",
+                 "--seeds", "1", "--recipe", "smoke", "--epochs", "1", "--out", str(run), "--json"])
+    stdout, _ = capsys.readouterr()
+    assert code == 0
+    d = json.loads(stdout)
+    records = load_records(json.loads((run / "run.json").read_text())["storage"], d["study"])
+    assert sorted(r.generator for r in records) == ["transferred", "uniform"]
+    for r in records:
+        assert r.state == "complete" and r.arch.get("densities") is not None
+        assert abs(r.params - r.param_budget) <= TOL * r.param_budget

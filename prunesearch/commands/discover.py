@@ -249,10 +249,6 @@ def run(args: argparse.Namespace) -> int:
     if getattr(method, "prunes", "channels") == "blocks":
         raise ConfigError(f"{args.method} prunes whole blocks (depth), not widths, so no width pattern or design rule "
                           "can be fitted from it; use slimming, l1norm, soft_filter or magnitude")
-    if not method.structured and not args.no_scratch:
-        raise ConfigError(f"{args.method} is unstructured: training its sparse arms from scratch needs mask-aware "
-                          "training in the study evaluator, which is not wired yet; add --no-scratch to discover "
-                          "the sparsity rule only")
     recipe_name = args.recipe or DEFAULTS["recipe"]
     epochs = args.epochs if args.epochs is not None else (DEFAULTS["epochs"] if args.recipe is None else None)
     recipe = get_recipe(recipe_name, epochs=epochs)
@@ -348,6 +344,9 @@ def _scratch(args, d: _Display, disc, recipe, epochs, out: Path, budgets, device
             "uniform": {},
         },
     }
+    if disc.rule.domain == "density":  # unstructured: compare against uniform sparsity, not uniform width
+        spec["generators"]["guided"]["sparse"] = True
+        spec["generators"]["uniform"]["sparse"] = True
     if args.data_dir:
         spec["data_dir"] = args.data_dir
     plan = plan_from_dict(spec, where="discover", default_name=spec["name"])

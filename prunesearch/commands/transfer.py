@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     for b in budgets:
         pb = resolve_budget(target, b)
         tr = get_generator("transferred").generate(target, b, 0, **opts)
-        un = get_generator("uniform").generate(target, b, 0)
+        un = get_generator("uniform").generate(target, b, 0, **({"sparse": True} if rule.domain == "density" else {}))
         rows.append({"budget": b, "param_budget": pb, "transferred": describe_arm(tr, b, pb),
                      "uniform": describe_arm(un, b, pb)})
     head = {"rule": str(rfile), "rule_kind": rule.kind, "origin": rule.origin(), "target": args.to,
@@ -122,10 +122,6 @@ def run(args: argparse.Namespace) -> int:
                           f"{a['macs']:>14,} MACs  widths {_short(a['widths'])}", highlight=False, soft_wrap=True)
         return 0
 
-    if rule.domain == "density":
-        raise ConfigError(f"{rfile} is a sparsity rule: training sparse architectures from scratch in a study needs "
-                          "mask-aware training in the study evaluator, which is not wired yet; use --dry-run, or "
-                          "transfer a stage/depth rule")
     return _train(args, rule, rfile, dataset, budgets, head)
 
 
@@ -160,7 +156,8 @@ def _train(args, rule, rfile: Path, dataset: str, budgets: list[float], head: di
         "model": args.to, "dataset": dataset,
         "recipe": {"name": recipe, "overrides": {"epochs": args.epochs} if args.epochs is not None else {}},
         "budgets": list(budgets), "seeds": int(args.seeds),
-        "generators": {"transferred": {"rule": str(rfile.resolve())}, "uniform": {}},
+        "generators": {"transferred": {"rule": str(rfile.resolve()), **({"sparse": True} if rule.domain == "density" else {})},
+                       "uniform": {"sparse": True} if rule.domain == "density" else {}},
     }
     if args.data_dir:
         spec["data_dir"] = args.data_dir

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random as _random
 from typing import Any
 
-from ..arch import Architecture, get_family, scale_to_budget, unpruned
+from ..arch import Architecture, get_family, scale_densities_to_budget, scale_to_budget, unpruned
 from ..errors import ConfigError
 from .base import Generator, register
 
@@ -17,12 +17,20 @@ def _no_options(name: str, options: dict[str, Any]) -> None:
 
 @register
 class Uniform(Generator):
-    """Every slot keeps the same fraction of its width: the baseline the paper compares against."""
+    """Every slot keeps the same fraction of its width: the baseline the paper compares against.
+
+    ``sparse=True``: the unstructured counterpart, every conv keeps the same fraction of its weights
+    (the baseline for guided sparsification)."""
 
     name = "uniform"
 
-    def generate(self, base: Architecture, budget: float, seed: int = 0, **options: Any) -> Architecture:
+    def generate(self, base: Architecture, budget: float, seed: int = 0, *, sparse: bool = False,
+                 **options: Any) -> Architecture:
         _no_options(self.name, options)
+        if not isinstance(sparse, bool):
+            raise ConfigError(f"generator 'uniform' option sparse must be true or false, got {sparse!r}")
+        if sparse:
+            return scale_densities_to_budget(unpruned(base), budget).replace(name=f"uniform-sparse@{budget:g}")
         return scale_to_budget(unpruned(base), budget).replace(name=f"uniform@{budget:g}")
 
 

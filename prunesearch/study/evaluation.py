@@ -47,9 +47,20 @@ def evaluate(
 
     def run():
         torch.manual_seed(int(seed))  # the initial weights: the trainer seeds only its own randomness
-        model = build_model(arch)
+        hooks: tuple = ()
+        if arch.densities is None:
+            model = build_model(arch)
+        else:
+            # Unstructured sparsity: an Architecture holds per-conv densities, not mask positions, so a
+            # scratch trial draws its masks at exactly those densities (seeded), re-initialises the kept
+            # weights as the reference does, and keeps the masks fixed while training.
+            from ..prune.sparse import MaskHook, init_sparse_
+
+            model = build_model(arch, mask_seed=int(seed))
+            init_sparse_(model, torch.Generator().manual_seed(int(seed)))
+            hooks = (MaskHook(),)
         return train(model, dataset, recipe, seed=int(seed), device=device, on_progress=on_progress,
-                     checkpoint_dir=checkpoint_dir)
+                     checkpoint_dir=checkpoint_dir, hooks=hooks)
 
     discarded = None
     if checkpoint_dir is not None:
