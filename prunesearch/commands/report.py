@@ -177,12 +177,6 @@ def run(args: argparse.Namespace) -> int:
         err_console().print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     con = console()
     con.print(f"source: {src.source}", highlight=False, soft_wrap=True)
-    # Piped or logged output has no real width: keep table rows on one line instead of folding
-    # numbers at rich's default 80 columns. A terminal gets its own width.
-    if not con.is_terminal:
-        from rich.console import Console
-
-        con = Console(highlight=False, width=max(con.width, 160))
     for r in report_renderables(report):
         con.print(r)
     con.print(f"wrote {len(written)} files to {out}:", highlight=False)
