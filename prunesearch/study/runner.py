@@ -42,6 +42,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import BudgetError, ConfigError, PrunesearchError, StorageError, TrainingDiverged
+from ..faults import kill_point
 from . import evaluation as _evaluation
 from .spec import SEARCHED, Plan, budget_label
 from .storage import (
@@ -362,7 +364,19 @@ class Worker:
                 continue
             self._run_one(trial_id, summary)
             done += 1
+        self._remove_finished_checkpoints()
         return summary
+
+    def _remove_finished_checkpoints(self) -> None:
+        """Checkpoints of completed slots left by a worker killed between COMPLETE and the removal."""
+        if self.keep_checkpoints or not (self.run_dir / "checkpoints").is_dir():
+            return
+        for t in self._trials(states=(TrialState.COMPLETE,)):
+            ua = t.user_attrs
+            if ua.get("slot") and ua.get("arch_id"):
+                d = self.run_dir / "checkpoints" / _safe_name(f"{ua['slot']}-{ua['arch_id']}")
+                if d.exists():
+                    shutil.rmtree(d, ignore_errors=True)
 
     def _run_one(self, trial_id: int, summary: WorkerSummary) -> None:
         storage = self.study._storage
@@ -501,15 +515,17 @@ class Worker:
         metrics = _evaluation.evaluate(arch, int(ua["seed"]), data, ua["recipe"], self.device(), ckpt,
                                        on_progress=self._check_owned)
         summary.trained += 1
-        if not self.keep_checkpoints:
-            import shutil
-
-            shutil.rmtree(ckpt, ignore_errors=True)  # the result is in the storage; weights are not needed
         self._set(trial_id, **{k: metrics[k] for k in RESULT_KEYS},
                   train_info={k: metrics.get(k) for k in ("precision", "device", "threads", "resumed_from",
                                                           "checkpoint_discarded")},
                   dataset_synthetic=bool(getattr(data, "synthetic", False)))
+        kill_point("result-write")
         if self._finish(trial_id, TrialState.COMPLETE, value=float(metrics["best_acc"])):
+            kill_point("trial-complete")
+            # only now is the result safe in the storage: a kill before this point resumes the
+            # retry from the final checkpoint instead of training the network again
+            if not self.keep_checkpoints:
+                shutil.rmtree(ckpt, ignore_errors=True)
             summary.trial_numbers.append(number)
             self.on_event("done", {"trial": number, "slot": ua["slot"], **{k: metrics[k] for k in RESULT_KEYS}})
         else:
@@ -603,6 +619,7 @@ def _atomic_write(path: Path, text: str) -> Path:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    kill_point("file-write")
     os.replace(tmp, path)
     return path
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from ..faults import kill_point
 
 FORMAT = 1
 LAST = "last.pt"
@@ -32,6 +33,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
             torch.save({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        kill_point("checkpoint-write")
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..data.dataset import Dataset
 from ..data.pipeline import DeviceData
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..faults import kill_point
 from .checkpoint import LAST, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .device import default_threads, resolve_device, resolve_precision
 from .recipe import Recipe, get_recipe
@@ -301,6 +302,7 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
             for h in hooks:
                 h.after_backward(model)
             optimizer.step()
+            kill_point("train-step")
             if hooks:
                 with torch.no_grad():
                     for h in hooks:
