@@ -427,7 +427,7 @@ def run_rethink(
     base_params, base_macs = count_params(base_arch), count_macs(base_arch)
 
     # The run folder: one experiment per folder (resuming it must not mix two experiments).
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)  # run dirs are private (as a study's)
     spec_path = out / "spec.json"
     if spec_path.exists():
         try:

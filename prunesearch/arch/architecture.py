@@ -145,3 +145,7 @@ class Architecture:
             return cls(**d)
         except TypeError as e:  # pragma: no cover - guarded by the key checks above
             raise ConfigError(f"{source}: {e}") from None
+        except ConfigError as e:  # widths/depth checks: say which file (or record) they came from
+            if str(e).startswith(f"{source}:"):
+                raise
+            raise type(e)(f"{source}: {e}") from None

@@ -41,6 +41,22 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def make_out_dir(path: Any, option: str = "--out") -> Any:
+    """Create an output/run folder private to the user (0o700: results, checkpoints and storages
+    can be sensitive on shared machines) and check it is writable before any work starts."""
+    import os
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not os.access(p, os.W_OK | os.X_OK):  # read-only mount (EROFS) or permissions; touches nothing
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise ConfigError(f"output folder {p} is not writable ({e.strerror or e}); give {option} a writable directory") from None
+    return p
+
+
 def parse_budgets(text: str) -> list[float]:
     """'0.2,0.4,0.6' -> [0.2, 0.4, 0.6]; budgets are fractions (<= 1) or absolute counts (> 1)."""
     out = []

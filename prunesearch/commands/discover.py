@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._common import console, err_console, parse_budgets, print_json
+from ._common import console, err_console, make_out_dir, parse_budgets, print_json
 
 NAME = "discover"
 HELP = "train + prune a base, fit a design rule, and compare pruned / guided / uniform from scratch"
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     for b in budgets:  # an unreachable budget fails before anything trains (BudgetError names the range)
         get_generator("uniform").generate(base, b)
     out = _run_dir(args, base.model_name)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)  # private (0o700) and writable, before anything trains
 
     d = _Display(args.json)
     params, macs = count_params_macs(base)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..models import build_model
     from ..train import get_recipe, resolve_device, save_recipe, train
-    from ._common import console, err_console, print_json
+    from ._common import console, err_console, make_out_dir, print_json
 
     device = resolve_device(args.device)
     options = {"image_size": args.image_size} if args.image_size else {}
@@ -83,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        save_architecture(arch, out / "architecture.yaml")
-        save_recipe(recipe, out / "recipe.yaml")
+        make_out_dir(out)  # fails before training, not after it
 
     # Progress: a rich bar on a terminal; plain lines otherwise (stderr when stdout carries JSON).
     stream = sys.stderr if args.json else sys.stdout
@@ -114,7 +112,12 @@ def run(args: argparse.Namespace) -> int:
         "device": result.device, "seed": args.seed, "recipe": recipe.name,
     }
     if out is not None:
-        torch.save(model.state_dict(), out / "model.pt")
+        # written once training has succeeded: a run that fails (e.g. on a corrupt checkpoint)
+        # leaves the folder as it was
+        save_architecture(arch, out / "architecture.yaml")
+        save_recipe(recipe, out / "recipe.yaml")
+        torch.save(model.state_dict(), out / ".model.pt.tmp")  # temp + rename: never a torn model.pt
+        os.replace(out / ".model.pt.tmp", out / "model.pt")
         tmp = out / ".result.json.tmp"
         tmp.write_text(json.dumps({**summary, "recipe_config": recipe.to_dict(), "result": result.to_dict()}, indent=2))
         os.replace(tmp, out / "result.json")
