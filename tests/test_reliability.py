@@ -134,3 +134,135 @@ def test_study_killed_at_every_kill_point_completes_each_trial_once(tmp_path):
     assert len(recs) == 3 and all(r.state == COMPLETE and r.epochs == 3 and r.train_seconds > 0 for r in recs)
     lines = (out / "records.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["trial_number"] for x in lines) == sorted(r.trial_number for r in recs)
+
+
+def wait_for(pred, timeout: float, what: str):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_ctrl_c_during_study_marks_interrupted_and_the_next_study_run_resumes(tmp_path):
+    spec = write_spec(tmp_path, "cc", epochs=40, generators="{uniform: {}}")
+    out = tmp_path / "run"
+    journal = str(out / "journal.log")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("PRUNESEARCH_KILL_AT", None)
+    proc = subprocess.Popen(study_cmd(spec, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=str(ROOT))
+    try:  # Ctrl-C once the trial has a checkpoint to resume from
+        wait_for(lambda: list(out.glob("checkpoints/*/last.pt")), 90, "a checkpoint")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (130, -signal.SIGINT), err[-2000:]
+    assert "Traceback" not in err
+    recs = load_records(journal, "cc", superseded=True)
+    assert [r.state for r in recs] == [INTERRUPTED, "waiting"] and "interrupted" in recs[0].fail_reason
+    t0 = time.time()
+    r = run_proc(study_cmd(spec, out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert time.time() - t0 < 60  # no grace-period wait: the retry was WAITING already
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["complete"] == summary["planned"] == 1 and summary["trained"] == 1
+    done = [t for t in trials(journal, "cc") if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 1 and done[0].user_attrs["train_info"]["resumed_from"] >= 1  # resumed, not restarted
+    assert done[0].system_attrs["retry_history"] == [0]
+
+
+def test_diverged_trials_are_reported_failed_with_reason_not_as_accuracy(tmp_path, capsys):
+    spec = write_spec(tmp_path, "nan", epochs=1, seeds="[0, 1]")
+    spec.write_text(spec.read_text().replace("batch_size: 32", "batch_size: 32, lr: 1.0e+12"))
+    out = tmp_path / "run"
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["failed"] == 4 and s["complete"] == 0  # every trial ran (the study went on after a failure)
+    assert main(["report", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["report"]
+    assert len(rep["failed"]) == 4 and all(f["fail_reason"].startswith("diverged") for f in rep["failed"])
+    for cell in rep["budgets"][0]["cells"]:
+        assert cell["mean_acc"] is None and cell["accs"] == [] and cell["state_counts"] == {"failed": 2}
+        assert all("loss nan" in f["reason"] or "loss inf" in f["reason"] for f in cell["failures"])
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "failed: diverged" in text and "0/2 (2 failed)" in text
+    import csv
+
+    rows = list(csv.DictReader((out / "report" / "trials.csv").open()))
+    assert len(rows) == 4 and all(r["state"] == "failed" and r["best_acc_pct"] == "" for r in rows)
+    assert all(r["fail_reason"].startswith("diverged") for r in rows)
+    md = (out / "report" / "report.md").read_text()
+    assert "failed: diverged" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# Security
+# ---------------------------------------------------------------------------------------------
+def test_no_unpickling_of_user_files():
+    """torch.load only with weights_only=True; YAML through safe_load; no pickle/marshal/eval."""
+    import re
+
+    bad = []
+    for path in sorted((ROOT / "prunesearch").rglob("*.py")):
+        text = path.read_text()
+        for m in re.finditer(r"torch\.load\(", text):
+            call = text[m.start(): text.find(")", m.start()) + 1]
+            if "weights_only=True" not in call:
+                bad.append(f"{path.name}: {call}")
+        for pat in (r"\byaml\.load\(", r"\byaml\.unsafe_load", r"yaml\.(Full|Unsafe)?Loader\b", r"^\s*import pickle",
+                    r"\bpickle\.loads?\(", r"\bmarshal\.", r"(?<![.\w])eval\(", r"allow_pickle\s*=\s*True",
+                    r"\bdill\b", r"\bjoblib\.load"):
+            bad += [f"{path.name}: {pat}" for _ in re.finditer(pat, text, re.M)]
+    assert not bad, bad
+
+
+def test_run_dirs_are_private_and_names_cannot_escape(tmp_path, capsys, monkeypatch):
+    """Run dirs are 0o700 (the umask can only narrow it), the journal 0o600; files inside follow the
+    umask but sit in the private dir. A study whose name would be a path (created in a shared
+    storage by another tool) writes nothing outside the working directory."""
+    from prunesearch.study import load_spec, plan_trials, resolve_base
+    from prunesearch.study.runner import PLAN_ATTR
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    old = os.umask(0o022)
+    try:
+        spec = write_spec(tmp_path, "perm", epochs=1, generators="{uniform: {}}")
+        assert main(["study", str(spec), "--device", "cpu", "--json"]) == 0  # default run dir runs/perm
+        capsys.readouterr()
+        run = work / "runs" / "perm"
+        assert stat.S_IMODE(run.stat().st_mode) == 0o700
+        assert stat.S_IMODE((run / "journal.log").stat().st_mode) == 0o600
+        assert (run / "records.jsonl").is_file() and (run / "report").is_dir()
+        out = work / "trainrun"
+        assert main(["train", "resnet8", "--dataset", "synthetic", "--recipe", "smoke", "--epochs", "1",
+                     "--device", "cpu", "--out", str(out), "--json"]) == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o700
+        capsys.readouterr()
+
+        # a study named like a path, planted next to ours in the same journal
+        journal = str(run / "journal.log")
+        plan = load_spec(spec)
+        evil = "../../../escape"
+        st = open_storage(journal)
+        study = optuna.create_study(study_name=evil, storage=st, direction="maximize")
+        study.set_user_attr(PLAN_ATTR, plan.to_dict())
+        for p in plan_trials(plan, resolve_base(plan)):
+            study.enqueue_trial({}, user_attrs=p.user_attrs)
+        outside_before = sorted(str(p) for p in tmp_path.iterdir())
+        assert main(["worker", "--storage", journal, "--study", evil, "--device", "cpu", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["trained"] == 1
+        assert main(["report", "--storage", journal, "--study", evil, "--format", "md,csv", "--json"]) == 0
+        written = json.loads(capsys.readouterr().out)["written"]
+        assert written and all(Path(p).resolve().is_relative_to(work) for p in written.values())
+        assert sorted(str(p) for p in tmp_path.iterdir()) == outside_before  # nothing outside work/
+        assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
+    finally:
+        os.umask(old)

@@ -160,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.storage and args.study:
         src = RunSources(records=load_from_storage(args.storage, args.study),
                          source=f"study '{args.study}' at {mask_url(args.storage)}", study=args.study)
-        out = Path(args.out) if args.out else Path(f"report-{args.study}")
+        # the study name comes from the storage, not from this user: never let it pick a path
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", args.study).strip("._") or "study"
+        out = Path(args.out) if args.out else Path(f"report-{safe}")
     else:
         raise ConfigError("nothing to report: give RUN_DIR, or --storage URL together with --study NAME")
     if not src.records and not src.rethink:
