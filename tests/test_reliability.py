@@ -266,3 +266,43 @@ def test_run_dirs_are_private_and_names_cannot_escape(tmp_path, capsys, monkeypa
         assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
     finally:
         os.umask(old)
+
+
+@pytest.mark.slow
+def test_study_killed_at_random_kill_points_many_times(tmp_path):
+    """The heavier version: 12 trials (searched and a shared cache included), 10 runs each killed at a
+    random kill point and count (a run that finishes before reaching it exits 0), then a clean run:
+    every slot complete once, nothing retrained."""
+    import random
+
+    spec = write_spec(tmp_path, "chaos", epochs=4, budgets="[0.5, 0.3]", seeds="[0, 1]",
+                      generators="{uniform: {}, random: {}, searched: {trials: 1, min_multiplier: 1.0}}")
+    spec.write_text(spec.read_text().replace("grace_period: 3}", "grace_period: 3, max_retries: 100}"))
+    out = tmp_path / "run"
+    journal = str(out / "journal.log")
+    cmd = study_cmd(spec, out)
+    rng = random.Random(0)
+    # point -> highest count worth drawing (4 steps and 1 checkpoint per epoch, 4 epochs per trial)
+    points = {"train-step": 40, "checkpoint-write": 10, "result-write": 3, "trial-complete": 3, "file-write": 2}
+    done_before: dict[int, tuple] = {}
+    killed = 0
+    for _ in range(10):
+        point = rng.choice(sorted(points))
+        r = run_proc(cmd, f"{point}:{rng.randint(1, points[point])}", timeout=300)
+        assert r.returncode in (0, -signal.SIGKILL), r.stderr[-2000:]
+        killed += r.returncode == -signal.SIGKILL
+        now = completed(journal, "chaos")
+        assert all(now[n] == before for n, before in done_before.items())  # never retrained or changed
+        assert_no_slot_twice(journal, "chaos")
+        done_before = now
+    assert killed >= 5
+    final = run_proc(cmd, timeout=300)
+    assert final.returncode == 0, final.stderr[-2000:]
+    summary = json.loads(final.stdout.strip().splitlines()[-1])
+    assert summary["planned"] == summary["complete"] == 12
+    now = completed(journal, "chaos")
+    assert all(now[n] == before for n, before in done_before.items())
+    assert len(now) == 12 and len({slot for slot, *_ in now.values()}) == 12
+    assert not list(out.glob("checkpoints/*/last.pt"))
+    recs = load_records(journal, "chaos")
+    assert len(recs) == 12 and all(r.state == COMPLETE for r in recs)
