@@ -104,6 +104,10 @@ def three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str, seeds
     assert len(recs) == planned and all(r.state == COMPLETE for r in recs)
 
 
+def test_three_journal_workers_every_trial_exactly_once(tmp_path):
+    three_workers_exactly_once(tmp_path, str(tmp_path / "journal.log"), "[0.5, 0.3]", "[0]", planned=6, keys=4)
+
+
 @pytest.mark.postgres
 def test_three_postgres_workers_every_trial_exactly_once(tmp_path, pg_url):
     three_workers_exactly_once(tmp_path, pg_url, "[0.5, 0.3]", "[0]", planned=6, keys=4)
@@ -116,7 +120,7 @@ def test_three_postgres_workers_bigger_study(tmp_path, pg_url):
 
 
 @pytest.mark.slow
-def test_three_journal_workers_every_trial_exactly_once(tmp_path):
+def test_three_journal_workers_bigger_study(tmp_path):
     three_workers_exactly_once(tmp_path, str(tmp_path / "journal.log"), "[0.5, 0.3]", "[0, 1, 2]",
                                planned=18, keys=12)
 
