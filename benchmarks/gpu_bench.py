@@ -237,6 +237,9 @@ def part_concurrency(args, device, epoch_result: dict[str, Any] | None) -> dict[
     if epoch_result and epoch_result.get("train_images_per_epoch") != EPOCH_IMAGES:
         overhead *= EPOCH_IMAGES / epoch_result["train_images_per_epoch"]
     for k in s["ks"]:
+        if time.perf_counter() > args.deadline:
+            out["k"][str(k)] = {"skipped": "time budget spent"}
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             procs = []
             for i in range(k):
@@ -246,9 +249,9 @@ def part_concurrency(args, device, epoch_result: dict[str, Any] | None) -> dict[
                 if args.dry:
                     cmd += ["--threads", "1"]
                 procs.append(subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}))
-            codes = [p.wait(timeout=600) for p in procs]
+            codes = _wait_all(procs, timeout=180.0)
             if any(codes):
-                out["k"][str(k)] = {"error": f"worker exit codes {codes}"}
+                out["k"][str(k)] = {"error": f"worker exit codes {codes} (-9: stopped after a failure or 180 s)"}
                 continue
             ws = [json.loads(Path(f"{tmp}/w{i}.json").read_text()) for i in range(k)]
         per = [w["img_s"] for w in ws]
@@ -267,6 +270,25 @@ def part_concurrency(args, device, epoch_result: dict[str, Any] | None) -> dict[
     out["note"] = ("runs per GPU-hour = k x 3600 / (160 x (50,000 / per-process img/s + the epoch part's "
                    "evaluation/checkpoint seconds per epoch)); processes time-share the one GPU")
     return out
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Wait for every process; if one fails (or time runs out) stop the others instead of letting
+    them wait at the barrier. Returns the exit codes (-9 for a process that had to be killed)."""
+    end = time.monotonic() + timeout
+    while True:
+        codes = [p.poll() for p in procs]  # poll every process (any() would stop at the first)
+        if all(c is not None for c in codes):
+            break
+        failed = any(c not in (None, 0) for c in codes)
+        if failed or time.monotonic() > end:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            break
+        time.sleep(0.1)
+    return [p.returncode for p in procs]
 
 
 def part_accuracy(args, device) -> dict[str, Any]:
@@ -392,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     from prunesearch.train import machine_info, resolve_device
 
     t_start = time.perf_counter()
+    args.deadline = t_start + args.budget_seconds
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="prunesearch-gpu-dry-"))
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)  # DeviceError (one line) when CUDA is missing

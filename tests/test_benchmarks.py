@@ -73,6 +73,16 @@ def test_gpu_bench_and_gpu_sh_refuse_bad_arguments():
     assert r.returncode == 2 and "unknown argument '--fast'" in r.stderr
 
 
+def test_concurrency_waiter_stops_the_others_when_one_worker_fails():
+    from benchmarks.gpu_bench import _wait_all
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert _wait_all([sleeper, failing], timeout=50) == [-9, 3]
+    ok = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(2)]
+    assert _wait_all(ok, timeout=50) == [0, 0]
+
+
 def test_suite_selection_and_listing():
     r = _run([sys.executable, "-m", "benchmarks", "--list", "--only", "train_throughput", "--skip", "train_throughput_vgg16"],
              timeout=60)
