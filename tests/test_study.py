@@ -213,7 +213,9 @@ def test_stalled_worker_is_replaced_after_grace_and_its_late_result_discarded(tm
 
 
 def test_ctrl_c_marks_interrupted_and_the_next_run_resumes(tmp_path):
-    p = spec(tmp_path, "intr", epochs=60)
+    # enough epochs that the run cannot finish before the signal lands (a light machine trains 60 of
+    # these tiny epochs in about a second), few enough that the resumed run below stays short
+    p = spec(tmp_path, "intr", epochs=300)
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
     prepare_study(plan, journal)

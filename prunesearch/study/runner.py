@@ -37,12 +37,15 @@ Exactly once, the design
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import re
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -328,6 +331,7 @@ class Worker:
         self.keep_checkpoints = bool(self.settings.get("keep_checkpoints", False))
         self._device = None
         self._hb: Heartbeat | None = None
+        self._ctrl_c = False  # latched by the SIGINT handler (see run)
 
     # -- helpers -------------------------------------------------------------------------------
     def device(self):
@@ -353,19 +357,40 @@ class Worker:
             get_dataset(self.plan_dataset[0], self.data_dir, self.plan_dataset[1])
         summary = WorkerSummary()
         done = 0
-        while max_trials is None or done < max_trials:
-            fail_stale_trials(self.study)
-            trial_id = _pop_waiting(self.study)
-            if trial_id is None:
-                running = self._trials(states=(TrialState.RUNNING,))
-                if not wait or not running:
-                    break
-                time.sleep(self.poll)  # another worker's trial may die: then its retry is ours
-                continue
-            self._run_one(trial_id, summary)
-            done += 1
+        with self._latch_ctrl_c():
+            while max_trials is None or done < max_trials:
+                fail_stale_trials(self.study)
+                trial_id = _pop_waiting(self.study)
+                if trial_id is None:
+                    running = self._trials(states=(TrialState.RUNNING,))
+                    if not wait or not running:
+                        break
+                    time.sleep(self.poll)  # another worker's trial may die: then its retry is ours
+                    continue
+                self._run_one(trial_id, summary)
+                done += 1
         self._remove_finished_checkpoints()
         return summary
+
+    @contextlib.contextmanager
+    def _latch_ctrl_c(self):
+        """Make Ctrl-C stick. Python raises KeyboardInterrupt wherever the main thread is, and a
+        library's bare ``except:`` can swallow it (seen: a SIGINT landing in torch's lazy imports let
+        the trial train to the end). The handler also latches a flag that the training progress
+        callback re-raises on, so the trial always stops, is marked interrupted and re-queued."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum, frame):
+            self._ctrl_c = True
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _remove_finished_checkpoints(self) -> None:
         """Checkpoints of completed slots left by a worker killed between COMPLETE and the removal."""
@@ -433,7 +458,10 @@ class Worker:
                 self.on_event("failed", {"trial": number, "slot": slot, "reason": msg})
 
     def _check_owned(self, event: Any = None) -> None:
-        """Training progress callback: stop a trial that another worker has failed as stale."""
+        """Training progress callback: stop a trial that another worker has failed as stale, or
+        that a swallowed Ctrl-C should have stopped."""
+        if self._ctrl_c:
+            raise KeyboardInterrupt
         if self._hb is not None and self._hb.lost:
             raise TrialLost("trial was failed as stale by another worker")
 
