@@ -147,7 +147,8 @@ def wait_for(pred, timeout: float, what: str):
 
 
 def test_ctrl_c_during_study_marks_interrupted_and_the_next_study_run_resumes(tmp_path):
-    spec = write_spec(tmp_path, "cc", epochs=40, generators="{uniform: {}}")
+    # 150 tiny epochs: a light machine trains ~60 a second, so the run is still going when SIGINT lands
+    spec = write_spec(tmp_path, "cc", epochs=150, generators="{uniform: {}}")
     out = tmp_path / "run"
     journal = str(out / "journal.log")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
