@@ -307,3 +307,22 @@ def test_study_killed_at_random_kill_points_many_times(tmp_path):
     assert not list(out.glob("checkpoints/*/last.pt"))
     recs = load_records(journal, "chaos")
     assert len(recs) == 12 and all(r.state == COMPLETE for r in recs)
+
+
+def test_unusable_checkpoint_of_a_killed_trial_is_discarded_cleanly(tmp_path, capsys):
+    """A kill leaves last.pt intact (atomic writes), but a disk that filled up or a bad copy can
+    truncate it: the re-run discards it, says why, trains from scratch and leaves no file behind."""
+    spec = write_spec(tmp_path, "disc", generators="{uniform: {}}")
+    out = tmp_path / "run"
+    r = run_proc(study_cmd(spec, out), "checkpoint-write:2")
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    (last,) = out.glob("checkpoints/*/last.pt")
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["complete"] == s["planned"] == 1 and s["trained"] == 1
+    (t,) = [t for t in trials(str(out / "journal.log"), "disc") if t.state == optuna.trial.TrialState.COMPLETE]
+    info = t.user_attrs["train_info"]
+    assert "corrupt or truncated" in info["checkpoint_discarded"] and info["resumed_from"] is None
+    assert t.user_attrs["epochs"] == 3 and t.system_attrs["retry_history"] == [0]
+    assert not list(out.glob("checkpoints/*/*")) and not list(out.glob("checkpoints/*/.*"))
