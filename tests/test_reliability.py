@@ -117,6 +117,7 @@ def test_study_killed_at_every_kill_point_completes_each_trial_once(tmp_path):
         if kill_at == "file-write:2":
             assert len(now) == 3
             assert not (out / "records.jsonl").exists()  # never a partial records file
+            assert list(out.glob(".records.jsonl.*.tmp"))  # the write was under way
             assert not list(out.glob("checkpoints/*/last.pt"))  # leftovers of completed slots removed
         done_before = now
     final = run_proc(cmd)
@@ -134,6 +135,7 @@ def test_study_killed_at_every_kill_point_completes_each_trial_once(tmp_path):
     assert len(recs) == 3 and all(r.state == COMPLETE and r.epochs == 3 and r.train_seconds > 0 for r in recs)
     lines = (out / "records.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["trial_number"] for x in lines) == sorted(r.trial_number for r in recs)
+    assert not list(out.glob(".*.tmp"))  # the temp file of the killed records write was cleaned up
 
 
 def wait_for(pred, timeout: float, what: str):

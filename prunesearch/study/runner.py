@@ -649,7 +649,21 @@ def _atomic_write(path: Path, text: str) -> Path:
         os.fsync(f.fileno())
     kill_point("file-write")
     os.replace(tmp, path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        pid = stale.name[len(path.name) + 2:-4]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def make_run_dir(path: str | os.PathLike) -> Path:
