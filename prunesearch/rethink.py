@@ -427,7 +427,10 @@ def run_rethink(
     base_params, base_macs = count_params(base_arch), count_macs(base_arch)
 
     # The run folder: one experiment per folder (resuming it must not mix two experiments).
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)  # run dirs are private (as a study's)
+    try:
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)  # run dirs are private (as a study's)
+    except OSError as e:
+        raise ConfigError(f"run dir {out} cannot be created ({e.strerror or e}); give --out a writable directory") from None
     spec_path = out / "spec.json"
     if spec_path.exists():
         try:

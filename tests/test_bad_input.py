@@ -175,6 +175,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "study --out under a regular file": (
         lambda t: ["study", spec(t), "--device", "cpu", "--out", read_only_parent(t)],
         ["a-file/run", "not writable", "give --out a writable directory"]),
+    "rethink --out under a regular file": (
+        lambda t: ["rethink", str(Path(__file__).resolve().parents[1] / "search_spaces" / "paper" / "l1norm-resnet110-a.yaml"),
+                   "--smoke", "--device", "cpu", "--out", read_only_parent(t)],
+        ["a-file/run", "cannot be created", "give --out a writable directory"]),
     "study storage unreachable": (
         lambda t: ["study", spec(t), "--device", "cpu", "--storage", PG_DOWN, "--out", str(t / "run")],
         ["cannot reach storage", "alice@127.0.0.1:1", "check the URL"]),
