@@ -17,7 +17,7 @@ Torch-free and Optuna-free. The format (every key optional unless marked)::
       uniform: {}
       random: {}
       searched: {trials: 8, n_startup_trials: 4, min_multiplier: 0.25}
-      guided: {rule: runs/discover-x/rule.yaml}
+      guided: {rule: ../runs/discover-x/rule.yaml}   # relative to this file's folder
     settings:                        # how workers run the study
       heartbeat_interval: 10         # seconds between a running trial's heartbeats
       grace_period: 60               # seconds without a heartbeat before a trial is re-run
@@ -29,6 +29,11 @@ Torch-free and Optuna-free. The format (every key optional unless marked)::
       recipe: {overrides: {epochs: 1}}
       budgets: [0.5]
       seeds: [0]
+
+Relative file paths in generator options (``rule``, ``run``, ``architecture`` and the files of
+``architectures``) resolve against the folder of the spec file, not the current directory, so a
+spec runs the same from anywhere (``~`` and absolute paths are kept). Specs built in code
+(``plan_from_dict`` without ``base_dir``) keep their paths as given.
 
 The ``searched`` options are the study's own: ``trials`` (per budget and seed), ``n_startup_trials``
 (random trials before TPE), ``min_multiplier`` (lower end of each per-stage multiplier, in (0, 1]).
@@ -64,6 +69,7 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "sampler_seed": 0,
     "keep_checkpoints": False,
 }
+PATH_OPTIONS = ("rule", "run", "architecture")  # generator options that name a file or run dir
 SEARCHED = "searched"
 SEARCHED_DEFAULTS: dict[str, Any] = {"trials": 4, "n_startup_trials": 4, "min_multiplier": 0.25}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -141,12 +147,16 @@ def load_spec(path: str | os.PathLike, smoke: bool = False) -> Plan:
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML{at} ({problem}); fix the syntax") from None
-    return plan_from_dict(data, where=where, default_name=p.stem, smoke=smoke, source=where)
+    return plan_from_dict(data, where=where, default_name=p.stem, smoke=smoke, source=where,
+                          base_dir=p.resolve().parent)
 
 
 def plan_from_dict(
-    data: Any, where: str = "spec", default_name: str = "study", smoke: bool = False, source: str | None = None
+    data: Any, where: str = "spec", default_name: str = "study", smoke: bool = False, source: str | None = None,
+    base_dir: str | os.PathLike | None = None,
 ) -> Plan:
+    """Validate a spec mapping. ``base_dir``: the folder relative file options resolve against
+    (``load_spec`` passes the spec file's folder); None keeps them as given."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: a study spec must be a mapping of keys (model, dataset, budgets, "
                           f"generators, ...), saw {type(data).__name__}")
@@ -205,7 +215,7 @@ def plan_from_dict(
     _check_recipe(recipe_name or "fast", overrides, where)
     budgets = _budgets(d["budgets"], where)
     seeds = _seeds(d.get("seeds", 1), where)
-    generators = _generators(d["generators"], where)
+    generators = _generators(d["generators"], where, base_dir)
     settings = _settings(d.get("settings") or {}, where)
     return Plan(
         name=name, model=model, dataset=dataset, dataset_options={str(k): v for k, v in dataset_options.items()},
@@ -321,7 +331,15 @@ def _known_generators() -> list[str] | None:
     return sorted(set(GENERATORS.names()) | {SEARCHED})
 
 
-def _generators(v: Any, where: str) -> dict[str, dict[str, Any]]:
+def _resolve_path(v: Any, base_dir: str | os.PathLike | None) -> Any:
+    """A relative path text -> joined onto ``base_dir``; anything else unchanged."""
+    if base_dir is None or not isinstance(v, str) or not v.strip():
+        return v
+    path = os.path.expanduser(v.strip())
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(os.fspath(base_dir), path))
+
+
+def _generators(v: Any, where: str, base_dir: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
     if isinstance(v, list):
         v = {str(n): {} for n in v}
     if not isinstance(v, Mapping) or not v:
@@ -340,6 +358,11 @@ def _generators(v: Any, where: str) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{where}: 'generators.{name}' must be a mapping of options (or {{}}), "
                               f"saw {type(opts).__name__}")
         opts = {str(k): val for k, val in opts.items()}
+        for k in PATH_OPTIONS:
+            if k in opts:
+                opts[k] = _resolve_path(opts[k], base_dir)
+        if isinstance(opts.get("architectures"), Mapping):
+            opts["architectures"] = {b: _resolve_path(f, base_dir) for b, f in opts["architectures"].items()}
         if name == SEARCHED:
             opts = _searched(opts, where)
         out[name] = opts
