@@ -4,6 +4,7 @@ Optuna study, trained from scratch; resumable, and joinable by `prunesearch work
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="study spec YAML, e.g. search_spaces/demo.yaml")
-    p.add_argument("--storage", help="postgresql+psycopg://user:pass@host:port/db, or a journal file "
-                   "(default: RUN_DIR/journal.log)")
+    p.add_argument("--storage", default=os.environ.get("PRUNESEARCH_STORAGE"),
+                   help="postgresql+psycopg://user:pass@host:port/db, or a journal file (default: "
+                   "$PRUNESEARCH_STORAGE, which keeps a password out of the process list, else RUN_DIR/journal.log)")
     p.add_argument("--smoke", action="store_true", help="the spec's tiny 'smoke:' variant (CI, a quick look)")
     p.add_argument("--out", help="run dir (default: runs/STUDY_NAME)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")

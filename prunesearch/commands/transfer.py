@@ -4,6 +4,7 @@ and check, by training from scratch at equal parameter counts, whether it beats 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budgets", default="0.2,0.4,0.6", help="fractions of the target's params (<= 1) or counts (default 0.2,0.4,0.6)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--storage", default=None, help="postgresql+psycopg://... or a journal file (default RUN_DIR/journal.log)")
+    p.add_argument("--storage", default=os.environ.get("PRUNESEARCH_STORAGE"),
+                   help="postgresql+psycopg://... or a journal file (default $PRUNESEARCH_STORAGE, else RUN_DIR/journal.log)")
     p.add_argument("--recipe", default=None, help="training recipe: paper, fast, ... or a YAML file (default: paper "
                    "on a GPU, fast on a CPU)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

@@ -183,7 +183,13 @@ def rethink_arms_table(report: Report) -> TextTable:
 def summary_line(report: Report) -> str:
     n = sum(report.state_counts.values())
     states = ", ".join(f"{k} {v}" for k, v in sorted(report.state_counts.items()))
-    status = "partial (study still running or incomplete)" if report.partial else "complete"
+    unfinished = sum(v for k, v in report.state_counts.items() if k in ("running", "waiting", "interrupted"))
+    if not report.partial:
+        status = "complete"
+    elif unfinished:
+        status = f"partial ({unfinished} trial(s) still running, waiting or interrupted)"
+    else:
+        status = "finished, with failed trials (cells below their planned seeds)"
     rethink = sum(len(a.seeds) for r in report.rethink_rows for a in r.arms.values())
     more = f"; {rethink} complete rethink runs" if report.rethink_rows else ""
     return f"{n} trial records ({states or 'none'}){more}; status: {status}."
