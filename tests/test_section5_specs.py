@@ -159,11 +159,57 @@ def test_specs_built_in_code_keep_their_paths(tmp_path):
 def test_a_missing_discover_run_fails_at_planning_with_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     p = _spec(tmp_path / "specs", {"guided": {"rule": "../runs/section5/none/rule.yaml"}, "uniform": {}})
-    with pytest.raises(ConfigError) as e:
-        main_plan = load_spec(p)
-        from prunesearch.study import plan_trials, resolve_base
+    from prunesearch.study import plan_trials, resolve_base
 
-        plan_trials(main_plan, resolve_base(main_plan))
+    plan = load_spec(p)
+    with pytest.raises(ConfigError) as e:
+        plan_trials(plan, resolve_base(plan))
     msg = str(e.value)
     assert "\n" not in msg and str(tmp_path / "runs" / "section5" / "none" / "rule.yaml") in msg
     assert "discover" in msg
+
+
+# -- the full specs plan once their discover runs exist (stand-in runs: no CIFAR, no training) -----
+def _stand_in_discover_run(run: Path, budgets) -> None:
+    """What `prunesearch discover RUN --no-scratch` leaves for a study: pruned architectures at each
+    budget and the stage rule fitted on them (here a made-up depth-decreasing pattern)."""
+    from prunesearch.arch import get_family, resolve_model, save_architecture, scale_to_budget
+    from prunesearch.rules import Provenance, extract_pattern, fit_rule, save_rule
+
+    model, dataset, method = run.name.split("-")
+    base = resolve_model(model, num_classes=100 if dataset == "cifar100" else 10)
+    ratios = [1.0 - 0.6 * s.rel_depth for s in get_family(base.family).slots(base)]
+    patterns = []
+    for b in budgets:
+        arch = scale_to_budget(base, b, ratios)
+        save_architecture(arch, run / "architectures" / f"pruned-b{b:g}.yaml", generator="pruned", budget=b,
+                          method=method, model=model, dataset=dataset)
+        patterns.append(extract_pattern(arch, Provenance(model=model, dataset=dataset, method=method, budget=b)))
+    save_rule(fit_rule(patterns, "stage"), run / "rule.yaml")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids(SPECS))
+def test_full_spec_plans_every_arm_on_budget_once_its_discover_runs_exist(spec, tmp_path):
+    from prunesearch.arch import resolve_model, unpruned
+    from prunesearch.study import plan_trials
+
+    copy = tmp_path / "search_spaces" / "section5" / spec.name  # the same layout: ../../runs = tmp/runs
+    copy.parent.mkdir(parents=True)
+    copy.write_text(spec.read_text())
+    plan = load_spec(copy)
+    for opts in plan.generators.values():
+        run = Path(opts["run"]) if "run" in opts else Path(opts["rule"]).parent if "rule" in opts else None
+        if run is not None and not run.exists():
+            assert run.parent == tmp_path / "runs" / "section5"
+            _stand_in_discover_run(run, plan.budgets)
+    base = unpruned(resolve_model(plan.model, num_classes=100 if plan.dataset == "cifar100" else 10))
+    trials = plan_trials(plan, base.replace(name=plan.model))
+    assert len(trials) == len(plan.generators) * len(plan.budgets) * len(plan.seeds)
+    for t in trials:
+        a = t.user_attrs
+        assert abs(a["params"] - a["param_budget"]) <= 0.005 * a["param_budget"], (t.slot, a["params"])
+    by = {(t.generator, t.budget): t.user_attrs["arch_id"] for t in trials if t.seed == 0}
+    for b in plan.budgets:  # the rule-designed arms are real non-uniform designs, not uniform copies
+        for g in ("guided", "transferred"):
+            if g in plan.generators:
+                assert by[(g, b)] != by[("uniform", b)]
