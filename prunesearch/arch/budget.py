@@ -3,9 +3,11 @@
 Every generator (uniform, pruned, guided, transferred, random, searched) ends here, so "equal budget"
 means the same thing for all of them. The solver bisects a global multiplier ``m`` on the pattern
 (width_i = round(m * keep_ratio_i * base_width_i), clamped to [min_width, base_width], tied slots
-rounded together), picks the closer of the two bracketing roundings, and, when rounding alone cannot
-land within the tolerance (small models: one channel is a big step), nudges single tie groups by one
-channel at a time towards the budget.
+rounded together), then refines the rounding below the budget by adding one channel to single tie
+groups (each at most once; one channel off another group after an overshoot), so a pattern moves by
+at most one channel per group. When even that
+cannot land within the tolerance (tiny models: one channel is a big step), the closest result is
+returned and ``fit_budget`` reports its error.
 """
 
 from __future__ import annotations
@@ -128,29 +130,35 @@ def fit_budget(
             lo = mid
         else:
             hi = mid
-    cands = [at(lo), at(hi)]
-    best = min(cands, key=lambda g: abs(params_of(g) - target))
+    # Rounding moves many groups at once (every slot with the same base width and ratio flips at
+    # the same multiplier), so the two bracketing roundings can both miss the budget by more than
+    # the tolerance. Refine from the one below the budget: move single tie groups by one channel
+    # towards the budget (add below it, remove above it), each group at most once, always the move
+    # that lands closest, while that brings params closer.
+    # The pattern moves by at most one channel per group; it aims at a fifth of the tolerance so
+    # results do not sit on its edge.
+    best = at(lo)
     best_p = params_of(best)
-
-    # Greedy nudge: one channel on one tie group at a time, while it brings params closer. It aims
-    # well inside the tolerance (a fifth of it) so that results do not sit on the tolerance's edge.
-    steps = 0
-    while abs(best_p - target) > 0.2 * tolerance * target and steps < 4 * len(members) + 64:
-        steps += 1
+    moved: set[int] = set()
+    while abs(best_p - target) > 0.2 * tolerance * target:
+        step = 1 if best_p < target else -1  # after an overshoot, take a channel off another group
         move, move_p = None, best_p
-        direction = 1 if best_p < target else -1
         for j in range(len(members)):
-            v = best[j] + direction
-            if not lo_w <= v <= g_base[j]:
+            v = best[j] + step
+            if j in moved or not lo_w <= v <= g_base[j]:
                 continue
             trial = best.copy()
             trial[j] = v
             p = params_of(trial)
             if abs(p - target) < abs(move_p - target):
-                move, move_p = trial, p
+                move, move_p, move_j = trial, p, j
         if move is None:
             break
         best, best_p = move, move_p
+        moved.add(move_j)
+    above = at(hi)
+    if abs(params_of(above) - target) < abs(best_p - target):
+        best, best_p = above, params_of(above)
     arch = Architecture(ref.family, ref.depth, widths_for(best), ref.num_classes, ref.in_channels,
                         ref.input_size, head=ref.head, blocks=ref.blocks)
     return BudgetFit(arch, target, best_p)
