@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from .commands._common import err_console
 
-        err_console().print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # the message may quote user input ("[/red]" as a model name): never read it as markup
+        err_console().print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
         return e.exit_code
     except KeyboardInterrupt:
         if args.debug:

@@ -8,8 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
 from dataclasses import dataclass, field
 from typing import Any
+
+def versions() -> dict[str, str]:
+    """Versions that produced a result (stored with every record). Reads package metadata, so it
+    imports neither torch nor optuna."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    out = {"prunesearch": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "optuna"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
 
 # Trial states as the report sees them.
 COMPLETE, FAILED, RUNNING, WAITING, INTERRUPTED = "complete", "failed", "running", "waiting", "interrupted"
@@ -80,6 +97,11 @@ class RethinkRecord:
     fail_reason: str | None = None
     arch: dict[str, Any] = field(default_factory=dict)
     train_seconds: float | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)  # the arm's full recipe: enough to retrain it
+    budget: float | None = None  # what the pruning was asked for (budget, ratio or named variant)
+    ratio: float | None = None
+    variant: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def flops(self) -> int:

@@ -271,7 +271,7 @@ def check_spec(spec: RethinkSpec, where: str = "rethink") -> None:
             raise ConfigError(f"{where}: 'variant': method {spec.method} has no predefined variants (l1norm, thinet and "
                               "regression do); give a budget or ratio instead")
         v = resolve_model(spec.variant)
-        if spec.model is not None and resolve_model(spec.model, head=v.head).model_name != v.model_name:
+        if spec.model is not None and resolve_model(spec.model).model_name != v.model_name:
             raise ConfigError(f"{where}: 'model' {spec.model} does not match variant {spec.variant} (a pruned "
                               f"{v.model_name}); drop 'model' or make it {v.model_name}")
     else:
@@ -471,14 +471,20 @@ def run_rethink(
             method.prune(probe, base_arch, data=data if method.needs_data else None, **prune_kw, **extra)
             del probe
 
-    def make_record(arm: str, seed: int, arch, epochs: int, lr: float, result=None, error: str | None = None) -> RethinkRecord:
+    from .records import versions
+
+    run_versions = versions()
+
+    def make_record(arm: str, seed: int, arch, recipe, result=None, error: str | None = None) -> RethinkRecord:
         return RethinkRecord(
             arm=arm, seed=seed, model=spec.label, dataset=data.name, method=spec.method,
-            params=count_params(arch), macs=count_macs(arch), epochs=epochs,
+            params=count_params(arch), macs=count_macs(arch), epochs=recipe.epochs,
             best_acc=None if result is None else result.best_acc,
-            final_acc=None if result is None else result.final_acc, lr=lr,
+            final_acc=None if result is None else result.final_acc, lr=recipe.lr,
             state=COMPLETE if error is None else FAILED, fail_reason=error, arch=arch.to_dict(),
             train_seconds=None if result is None else round(result.train_seconds, 3),
+            recipe=recipe.to_dict(), budget=spec.budget, ratio=spec.ratio, variant=spec.variant,
+            versions=run_versions,
         )
 
     def run_arm(arm: str, seed: int, arch, model_fn: Callable[[], Any], recipe, hooks=()) -> tuple[RethinkRecord, Any]:
@@ -494,9 +500,9 @@ def run_rethink(
             result = train(model, data, recipe, seed=seed, device=dev, hooks=list(hooks), threads=threads,
                            checkpoint_dir=out / "checkpoints" / f"seed{seed}" / arm,
                            on_progress=lambda ev: emit(RethinkEvent("progress", arm, seed, recipe.epochs, progress=ev)))
-            rec = make_record(arm, seed, arch, recipe.epochs, recipe.lr, result)
+            rec = make_record(arm, seed, arch, recipe, result)
         except PrunesearchError as e:  # a diverged or broken arm is a result too; the others go on
-            rec = make_record(arm, seed, arch, recipe.epochs, recipe.lr, error=str(e))
+            rec = make_record(arm, seed, arch, recipe, error=str(e))
             model = None
         if (arm, seed) not in done:
             append_record(jsonl, rec)

@@ -47,6 +47,12 @@ def test_rethink_end_to_end_every_arm_and_scratch_b_gets_the_compute_ratio(tmp_p
     assert recs["scratch-e"].epochs == recs["unpruned"].epochs == E
     assert recs["scratch-b"].epochs == int(E * ratio) > E  # Scratch-B: same compute as the base
     assert recs["finetune"].epochs == 1 and recs["finetune"].lr == 0.001  # a quarter of E (at least 1), lr 1e-3
+    # each record alone can retrain its arm: the full recipe, what was asked of the method, versions
+    from prunesearch.train import Recipe
+
+    assert Recipe.from_dict(recs["scratch-b"].recipe).epochs == recs["scratch-b"].epochs
+    assert Recipe.from_dict(recs["finetune"].recipe).schedule == "constant"
+    assert all(r.budget == 0.4 and "torch" in r.versions for r in recs.values())
     md = (out / "rethink.md").read_text()
     for text in ("Fine-tuned", "Scratch-E", "Scratch-B", "Unpruned", f"| {int(E * ratio)} |"):
         assert text in md

@@ -46,7 +46,7 @@ def min_params(base: Architecture) -> int:
 
 def resolve_budget(base: Architecture, budget: float) -> int:
     """Absolute parameter budget: ``budget <= 1`` is a fraction of the base model, ``> 1`` a count."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or math.isnan(budget) or budget <= 0:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
         raise BudgetError(f"budget must be a positive number (fraction <= 1 or a parameter count), got {budget!r}")
     full = count_params(unpruned(base))
     target = int(round(budget * full)) if budget <= 1 else int(round(budget))

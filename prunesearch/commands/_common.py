@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -71,9 +72,30 @@ def parse_budgets(text: str) -> list[float]:
                 f"budget '{part}' is not a number; give fractions of the base model like 0.2,0.4 "
                 "or absolute parameter counts like 250000"
             ) from None
-        if value <= 0:
-            raise ConfigError(f"budget {part} must be positive; give e.g. 0.2,0.4,0.6")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"budget {part} must be a positive finite number; give e.g. 0.2,0.4,0.6")
         out.append(value)
     if not out:
         raise ConfigError(f"no budgets in '{text}'; give e.g. --budgets 0.2,0.4,0.6")
     return out
+
+
+def print_trial_event(kind: str, info: dict[str, Any]) -> None:
+    """Progress of study trials (``study`` and ``worker``), on stderr so stdout stays for --json."""
+    from rich.markup import escape
+
+    c = err_console()
+    n = f"trial {info.get('trial', '?'):>4}"
+    slot = escape(str(info.get("slot", "")))
+    if kind == "start":
+        c.print(f"{n} [cyan]{slot}[/] training ({info['params']:,} params)")
+    elif kind == "done":
+        c.print(f"{n} done: best {100 * info['best_acc']:.2f} % in {info['train_seconds']:.1f} s")
+    elif kind == "cached":
+        c.print(f"{n} [cyan]{slot}[/] = trial {info['from']} (cached result)")
+    elif kind == "failed":
+        c.print(f"{n} [red]failed[/]: {escape(str(info['reason']))}")
+    elif kind == "duplicate":
+        c.print(f"{n} skipped: duplicate of trial {info['of']}")
+    elif kind == "lost":
+        c.print(f"{n} was re-run elsewhere (this worker stalled); result discarded")

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from ..errors import ConfigError
 from ._common import console, err_console, make_out_dir, parse_budgets, print_json
 
@@ -138,7 +140,7 @@ class _Display:
                 elif kind == "cached":
                     self.line(f"  {info['slot'].split('@')[0]}: same architecture as trial {info['from']} (cached)")
                 elif kind == "failed":
-                    self.line(f"  [red]trial {info['trial']} failed[/]: {info['reason']}")
+                    self.line(f"  [red]trial {info['trial']} failed[/]: {escape(str(info['reason']))}")
             return fn(plain)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -160,7 +162,7 @@ class _Display:
                     bar.console.print(f"  {slot}: same architecture as trial {info['from']} (cached)", highlight=False)
                 elif kind == "failed":
                     bar.advance(task)
-                    bar.console.print(f"  [red]trial {info['trial']} failed[/]: {info['reason']}")
+                    bar.console.print(f"  [red]trial {info['trial']} failed[/]: {escape(str(info['reason']))}")
 
             return fn(on_event)
 
@@ -259,6 +261,10 @@ def run(args: argparse.Namespace) -> int:
 
     for b in budgets:  # an unreachable budget fails before anything trains (BudgetError names the range)
         get_generator("uniform").generate(base, b)
+    from ..prune.base import check_request
+
+    # a method that cannot prune this model says so now, not after the base has trained
+    check_request(method, base, budgets[0], None, data=data)
     out = _run_dir(args, base.model_name)
     make_out_dir(out)  # private (0o700) and writable, before anything trains
 
@@ -289,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         trained = to_prune = base_run()
         d.line(f"  base: best {100 * trained.best_acc:.2f}% in {trained.train_seconds:.1f}s")
 
-    d.line(f"[bold]2/3[/] pruning at each budget, fitting the rules")
+    d.line("[bold]2/3[/] pruning at each budget, fitting the rules")
 
     def on_step(kind: str, info: dict[str, Any]) -> None:
         if kind == "pruned":

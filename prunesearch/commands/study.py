@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
-from ._common import console, err_console, print_json
+from rich.markup import escape
+
+from ._common import console, err_console, print_json, print_trial_event
 
 NAME = "study"
 HELP = "run a spec's generators x budgets x seeds as one resumable Optuna study (journal file or PostgreSQL)"
@@ -37,25 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _events(quiet: bool):
-    if quiet:
-        return None
-
-    def on_event(kind: str, info: dict[str, Any]) -> None:
-        c = err_console()
-        if kind == "start":
-            c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] training ({info['params']:,} params)")
-        elif kind == "done":
-            c.print(f"trial {info['trial']:>4} done: best {100 * info['best_acc']:.2f} % in {info['train_seconds']:.1f} s")
-        elif kind == "cached":
-            c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] = trial {info['from']} (cached result)")
-        elif kind == "failed":
-            c.print(f"trial {info['trial']:>4} [red]failed[/]: {info['reason']}")
-        elif kind == "duplicate":
-            c.print(f"trial {info['trial']:>4} skipped: duplicate of trial {info['of']}")
-        elif kind == "lost":
-            c.print(f"trial {info['trial']:>4} was re-run elsewhere (this worker stalled); result discarded")
-
-    return on_event
+    return None if quiet else print_trial_event
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             f"run dir {result.run_dir}"
         )
         if result.report and "error" in result.report:
-            err_console().print(f"[yellow]report not written:[/] {result.report['error']}")
+            err_console().print(f"[yellow]report not written:[/] {escape(str(result.report['error']))}")
         elif result.report:
             console().print(f"report: {Path(result.run_dir) / 'report'}")
     return 0

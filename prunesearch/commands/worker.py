@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
 
-from ._common import console, err_console, print_json
+from ._common import console, print_json, print_trial_event
 
 NAME = "worker"
 HELP = "join a study (PostgreSQL or a shared journal file) and train its planned trials"
@@ -38,21 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.storage:
         raise ConfigError("worker needs --storage URL (or $PRUNESEARCH_STORAGE); see the run dir's run.json")
 
-    def on_event(kind: str, info: dict[str, Any]) -> None:  # progress on stderr (stdout: --json only)
-        c = err_console()
-        if kind == "start":
-            c.print(f"trial {info['trial']:>4} [cyan]{info['slot']}[/] training ({info['params']:,} params)")
-        elif kind == "done":
-            c.print(f"trial {info['trial']:>4} done: best {100 * info['best_acc']:.2f} % in {info['train_seconds']:.1f} s")
-        elif kind == "cached":
-            c.print(f"trial {info['trial']:>4} = trial {info['from']} (cached result)")
-        elif kind == "failed":
-            c.print(f"trial {info['trial']:>4} [red]failed[/]: {info['reason']}")
-        elif kind == "lost":
-            c.print(f"trial {info['trial']:>4} was re-run elsewhere (this worker stalled); result discarded")
-
     w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
-               on_event=on_event)
+               on_event=print_trial_event)
     s = w.run(max_trials=args.max_trials, wait=not args.no_wait)
     if args.json:
         print_json({**s.to_dict(), "trials": s.trial_numbers})

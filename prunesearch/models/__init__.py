@@ -6,7 +6,8 @@ architectures per family and checks ``sum(p.numel()) == count_params(arch)`` and
 
 Sparse architectures (``arch.densities``) get a fixed binary mask per conv (a buffer named
 ``weight_mask``) with exactly ``kept_weights(n, density)`` ones; masks are drawn at random with a
-seed, or given (``masks=``) when they come from a pruning method.
+seed, or given (``masks=``) when they come from a pruning method. Training keeps them with
+``prunesearch.prune.sparse.MaskHook``.
 """
 
 from __future__ import annotations
@@ -53,15 +54,6 @@ def attach_masks(model: nn.Module, arch: Architecture, masks: Sequence[torch.Ten
         conv.register_buffer("weight_mask", mask)
         with torch.no_grad():
             conv.weight.mul_(mask)
-
-
-def apply_masks(model: nn.Module) -> None:
-    """Zero masked weights again (after an optimiser step)."""
-    with torch.no_grad():
-        for m in model.modules():
-            mask = getattr(m, "weight_mask", None)
-            if mask is not None:
-                m.weight.mul_(mask)
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> list[nn.Module]:
@@ -291,4 +283,4 @@ BUILDERS.register("resnet", CifarResNet)
 BUILDERS.register("preresnet", PreResNet)
 BUILDERS.register("densenet", DenseNet)
 
-__all__ = ["BUILDERS", "apply_masks", "attach_masks", "build_model", "conv_layers"]
+__all__ = ["BUILDERS", "attach_masks", "build_model", "conv_layers"]

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..arch import Architecture, count_macs, count_params, get_family
+from ..arch import Architecture, count_macs, count_params
 from ..arch.budget import unpruned
 from ..errors import ConfigError
 from ..registry import Registry
@@ -293,5 +293,3 @@ def check_model(model: "nn.Module", arch: Architecture) -> None:
         )
 
 
-def family_min_width(arch: Architecture) -> int:
-    return get_family(arch.family).min_width

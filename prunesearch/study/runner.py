@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -57,6 +56,7 @@ from optuna.trial import TrialState
 
 from ..errors import BudgetError, ConfigError, PrunesearchError, StorageError, TrainingDiverged
 from ..faults import kill_point
+from ..records import versions
 from . import evaluation as _evaluation
 from .spec import SEARCHED, Plan, budget_label
 from .storage import (
@@ -77,19 +77,6 @@ FORMAT = 1
 RESULT_KEYS = ("best_acc", "final_acc", "train_seconds", "epochs", "images_per_second")
 
 EventFn = Callable[[str, dict[str, Any]], None]
-
-
-def versions() -> dict[str, str]:
-    from .. import __version__
-
-    out = {"prunesearch": __version__, "optuna": optuna.__version__, "python": platform.python_version()}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:
-        pass
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
