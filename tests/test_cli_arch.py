@@ -73,6 +73,8 @@ def test_show_reads_a_file(capsys, tmp_path):
         (["arch", "scale", "resnet56", "--budget", "5"], "below the smallest"),
         (["arch", "scale", "resnet56", "--budget", "9e9"], "above the unpruned"),
         (["arch", "show", "/nonexistent/a.yaml"], "does not exist"),
+        (["arch", "scale", "resnet20", "--budget", "inf"], "positive"),
+        (["arch", "count", "[/red]"], "unknown model '[/red]'"),  # user text is never read as markup
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
