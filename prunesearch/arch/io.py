@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, suggest
+from ..fileio import atomic_write_text
 from .architecture import Architecture
 from .families import FAMILIES, VGG_CFGS, get_family
 
@@ -206,13 +207,3 @@ def save_architecture(arch: Architecture, path: str | os.PathLike, **extra: Any)
     text = json.dumps(doc, indent=2) if p.suffix == ".json" else yaml.safe_dump(doc, sort_keys=False)
     atomic_write_text(p, text)
     return p
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

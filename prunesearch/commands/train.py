@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..fileio import atomic_write_text
 
 NAME = "train"
 HELP = "train one model or architecture file from scratch on a dataset"
@@ -118,9 +119,8 @@ def run(args: argparse.Namespace) -> int:
         save_recipe(recipe, out / "recipe.yaml")
         torch.save(model.state_dict(), out / ".model.pt.tmp")  # temp + rename: never a torn model.pt
         os.replace(out / ".model.pt.tmp", out / "model.pt")
-        tmp = out / ".result.json.tmp"
-        tmp.write_text(json.dumps({**summary, "recipe_config": recipe.to_dict(), "result": result.to_dict()}, indent=2))
-        os.replace(tmp, out / "result.json")
+        atomic_write_text(out / "result.json",
+                          json.dumps({**summary, "recipe_config": recipe.to_dict(), "result": result.to_dict()}, indent=2))
     if args.json:
         print_json(summary)
     else:

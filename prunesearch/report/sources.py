@@ -55,10 +55,10 @@ def load_rethink_jsonl(path: str | os.PathLike) -> list[RethinkRecord]:
 
 def write_records_jsonl(records: list[TrialRecord] | list[RethinkRecord], path: str | os.PathLike) -> Path:
     """Export records as JSON lines (atomic), e.g. to archive a study next to its report."""
-    from .writers import _atomic_write
+    from ..fileio import atomic_write_bytes
 
     data = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in records)
-    return _atomic_write(Path(path), data.encode())
+    return atomic_write_bytes(Path(path), data.encode())
 
 
 def _points(value: Any) -> list[tuple[float, float]] | None:

@@ -8,11 +8,11 @@ import csv
 import html
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..fileio import atomic_write_bytes
 from ..records import RethinkRecord, TrialRecord
 from .plots import architecture_png, efficiency_png
 from .render import TextTable, all_tables, general_notes, summary_line
@@ -40,19 +40,6 @@ def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
     if not out:
         raise ConfigError(f"no report formats given; choose from {','.join(FORMATS)}")
     return tuple(out)
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------- Markdown
@@ -207,16 +194,16 @@ def save_report(report: Report, out_dir: str | os.PathLike, formats: str | Itera
     names = {"efficiency_png": EFFICIENCY_PNG, "architecture_png": ARCHITECTURE_PNG}
     if "png" in fmts:
         for key, (_, png) in figures.items():
-            written[key] = _atomic_write(out / names[key], png)
+            written[key] = atomic_write_bytes(out / names[key], png)
     if "csv" in fmts:
         for name, data in csv_tables(report).items():
-            written[name.replace(".", "_")] = _atomic_write(out / name, data)
+            written[name.replace(".", "_")] = atomic_write_bytes(out / name, data)
     if "md" in fmts:
         # Relative links, and only to figures written in this call so that every link resolves.
         images = {figures[k][0]: names[k] for k in figures if k in written}
-        written["md"] = _atomic_write(out / "report.md", report_markdown(report, images).encode())
+        written["md"] = atomic_write_bytes(out / "report.md", report_markdown(report, images).encode())
     if "html" in fmts:
-        written["html"] = _atomic_write(out / "report.html", report_html(report, dict(figures.values())).encode())
+        written["html"] = atomic_write_bytes(out / "report.html", report_html(report, dict(figures.values())).encode())
     return written
 
 

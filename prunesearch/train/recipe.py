@@ -180,7 +180,9 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
 def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    from ..fileio import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
 
 
 def get_recipe(name_or_path: str | Recipe = "paper", **overrides: Any) -> Recipe:
