@@ -60,7 +60,7 @@ def env() -> dict[str, str]:
     return e
 
 
-def three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str, seeds: str, planned: int,
+def check_three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str, seeds: str, planned: int,
                                keys: int) -> None:
     # uniform and searched with min_multiplier 1 (= the uniform architecture) share cache keys
     plan = load_spec(write_spec(tmp_path, budgets, seeds,
@@ -105,23 +105,23 @@ def three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str, seeds
 
 
 def test_three_journal_workers_every_trial_exactly_once(tmp_path):
-    three_workers_exactly_once(tmp_path, str(tmp_path / "journal.log"), "[0.5, 0.3]", "[0]", planned=6, keys=4)
+    check_three_workers_exactly_once(tmp_path, str(tmp_path / "journal.log"), "[0.5, 0.3]", "[0]", planned=6, keys=4)
 
 
 @pytest.mark.postgres
 def test_three_postgres_workers_every_trial_exactly_once(tmp_path, pg_url):
-    three_workers_exactly_once(tmp_path, pg_url, "[0.5, 0.3]", "[0]", planned=6, keys=4)
+    check_three_workers_exactly_once(tmp_path, pg_url, "[0.5, 0.3]", "[0]", planned=6, keys=4)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_three_postgres_workers_bigger_study(tmp_path, pg_url):
-    three_workers_exactly_once(tmp_path, pg_url, "[0.5, 0.3]", "[0, 1, 2]", planned=18, keys=12)
+    check_three_workers_exactly_once(tmp_path, pg_url, "[0.5, 0.3]", "[0, 1, 2]", planned=18, keys=12)
 
 
 @pytest.mark.slow
 def test_three_journal_workers_bigger_study(tmp_path):
-    three_workers_exactly_once(tmp_path, str(tmp_path / "journal.log"), "[0.5, 0.3]", "[0, 1, 2]",
+    check_three_workers_exactly_once(tmp_path, str(tmp_path / "journal.log"), "[0.5, 0.3]", "[0, 1, 2]",
                                planned=18, keys=12)
 
 
