@@ -26,17 +26,6 @@ from prunesearch.study.storage import _password, open_storage
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def pg_url() -> str:
-    url = os.environ.get("PRUNESEARCH_PG_URL")
-    if not url:
-        if os.environ.get("PRUNESEARCH_REQUIRE_PG"):
-            pytest.fail("PRUNESEARCH_REQUIRE_PG is set but PRUNESEARCH_PG_URL is not: start the server "
-                        "with `source .ci/postgres.sh; pg_start`")
-        pytest.skip("no PostgreSQL server (PRUNESEARCH_PG_URL unset); CI starts one with .ci/postgres.sh")
-    return url
-
-
 def write_spec(tmp_path: Path, budgets: str, seeds: str, generators: str) -> Path:
     name = f"rel-{uuid.uuid4().hex[:8]}"  # a fresh study per test on a shared server
     p = tmp_path / f"{name}.yaml"
