@@ -1,11 +1,13 @@
-"""Atomic file writes (temp file in the same folder, fsync, rename): a reader never sees a torn file,
-and a crash leaves either the old file or the new one. Torch-free; used for every result file."""
+"""File I/O shared by every package. Atomic writes (temp file in the same folder, fsync, rename): a
+reader never sees a torn file, and a crash leaves either the old file or the new one. Spec reading
+with one-line errors. Torch-free."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -26,3 +28,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
+
+
+def read_yaml_spec(path: str | os.PathLike, what: str, example: str) -> Any:
+    """``yaml.safe_load`` of a spec file; a missing, unreadable or malformed file is a one-line
+    ConfigError naming the file (``what`` e.g. "study spec"; ``example`` a path to suggest)."""
+    import yaml
+
+    from .errors import ConfigError
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {p} does not exist; give a path like {example}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {p} cannot be read ({type(e).__name__}); give a readable YAML file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{p}: malformed YAML{at} ({problem}); fix the syntax") from None

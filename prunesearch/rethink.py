@@ -309,22 +309,11 @@ def load_rethink_spec(path: str | os.PathLike, smoke: bool = False) -> RethinkSp
         smoke: {...}                  # --smoke: any keys above replace the top-level ones
                                       # (recipe.overrides merge)
     """
-    import yaml
+    from .fileio import read_yaml_spec
 
     p = Path(path)
     where = str(p)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"rethink spec {where} does not exist; give a path like search_spaces/paper/l1norm-resnet56-b.yaml") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"rethink spec {where} cannot be read ({type(e).__name__}); give a readable YAML file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}: malformed YAML{at} ({getattr(e, 'problem', None) or 'syntax error'}); fix the syntax") from None
+    data = read_yaml_spec(p, "rethink spec", "search_spaces/paper/l1norm-resnet56-b.yaml")
     spec = spec_from_dict(data, where=where, smoke=smoke, source=where)
     return spec if spec.name else spec.replace(name=p.stem + ("-smoke" if smoke else ""))
 

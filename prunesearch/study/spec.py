@@ -130,23 +130,11 @@ def budget_label(budget: float) -> str:
 # ---------------------------------------------------------------------------------------------
 def load_spec(path: str | os.PathLike, smoke: bool = False) -> Plan:
     """Read and validate a study spec; errors are one-line ConfigErrors naming the file and key."""
-    import yaml
+    from ..fileio import read_yaml_spec
 
     p = Path(path)
     where = str(p)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"study spec {where} does not exist; give a path like search_spaces/demo.yaml") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"study spec {where} cannot be read ({type(e).__name__}); give a readable YAML file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML{at} ({problem}); fix the syntax") from None
+    data = read_yaml_spec(p, "study spec", "search_spaces/demo.yaml")
     return plan_from_dict(data, where=where, default_name=p.stem, smoke=smoke, source=where,
                           base_dir=p.resolve().parent)
 
