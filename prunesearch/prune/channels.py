@@ -306,15 +306,20 @@ class ChannelPool:
                 f"({p_hi:,} to {p_lo:,} params, the minimum keeping {self.min_width} channel(s) per slot); "
                 f"choose a budget in that range"
             )
-        # invariant: params(lo) >= target >= params(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if params(mid) >= target:
-                lo = mid
-            else:
-                hi = mid
-        p_lo, p_hi = params(lo), params(hi)
-        return lo if (p_lo - target) < (target - p_hi) else hi
+        return closest_pool_index(params, lo, hi, target)
+
+
+def closest_pool_index(params, lo: int, hi: int, target: int) -> int:
+    """Bisection over a sorted score pool: ``params(k)`` (parameters left when the ``k`` lowest
+    scores are pruned, -1 = none) is non-increasing in ``k``, and ``params(lo) >= target >=
+    params(hi)``. Returns the index whose count is closest to ``target``."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if params(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo if (params(lo) - target) < (target - params(hi)) else hi
 
 
 def ratio_for_index(k: int, total: int) -> float:

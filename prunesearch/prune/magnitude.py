@@ -22,7 +22,7 @@ from ..arch import Architecture, conv_weight_counts, count_params, resolve_budge
 from ..errors import BudgetError, ConfigError
 from ..models import conv_layers
 from .base import PruneResult, PruningMethod, check_model, check_request, register
-from .channels import ratio_for_index
+from .channels import closest_pool_index, ratio_for_index
 
 
 @register
@@ -85,13 +85,7 @@ class Magnitude(PruningMethod):
                     f"budget {target:,} params is outside what magnitude pruning of {arch.model_name} can reach "
                     f"({params(hi):,} to {params(lo):,} params; BN and linear layers are never pruned); choose a budget in that range"
                 )
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if params(mid) >= target:
-                    lo = mid
-                else:
-                    hi = mid
-            k = lo if params(lo) - target < target - params(hi) else hi
+            k = closest_pool_index(params, lo, hi, target)
             out_ratio = ratio_for_index(k, total)
         else:
             k = min(int(total * float(ratio)), total - 1)  # type: ignore[arg-type]
