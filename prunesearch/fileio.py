@@ -51,3 +51,27 @@ def read_yaml_spec(path: str | os.PathLike, what: str, example: str) -> Any:
         at = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{p}: malformed YAML{at} ({problem}); fix the syntax") from None
+
+
+def read_document(path: str | os.PathLike, what: str) -> Any:
+    """``yaml.safe_load`` / ``json.loads`` (by suffix) of a ``what`` file (architecture, rule,
+    pattern), with one-line errors."""
+    import json
+
+    import yaml
+
+    from .errors import ConfigError
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {p} does not exist; check the path") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"cannot read {what} file {p} ({type(e).__name__}); give a readable YAML/JSON file") from None
+    try:
+        return json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{what} file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}{at}; fix the syntax") from None

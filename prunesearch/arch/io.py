@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError, suggest
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, read_document
 from .architecture import Architecture
 from .families import FAMILIES, VGG_CFGS, get_family
 
@@ -180,17 +180,7 @@ def load_architecture(path: str | os.PathLike) -> Architecture:
     """Read an architecture file (YAML or JSON). A file may hold the architecture itself or a
     mapping with an ``architecture`` key (as written by discover/transfer)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"architecture file {p} does not exist; check the path") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"cannot read architecture file {p}: {e.__class__.__name__}; give a readable YAML/JSON file") from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        where = getattr(e, "problem_mark", None) or getattr(e, "lineno", None)
-        raise ConfigError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'} (at {where}); fix the syntax") from None
+    data = read_document(p, "architecture")
     if isinstance(data, dict) and "architecture" in data:
         data = data["architecture"]
     return Architecture.from_dict(data, source=str(p))

@@ -130,7 +130,7 @@ def _same_budget(a: Any, b: float) -> bool:
 
 def pruned_architecture_file(run: str | Path, budget: float) -> Path:
     """The pruned architecture a discover run saved for ``budget``."""
-    from ..rules.pattern import read_document
+    from ..fileio import read_document
 
     d = Path(run).expanduser()
     adir = d / "architectures"

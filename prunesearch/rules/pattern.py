@@ -28,6 +28,7 @@ import yaml
 from ..arch import Architecture, atomic_write_text, count_params_macs, get_family, unpruned
 from ..arch.counting import kept_weights
 from ..errors import ConfigError, suggest
+from ..fileio import read_document
 
 PATTERN_FORMAT = 1
 QUANTITIES = ("width", "density")
@@ -254,22 +255,6 @@ def save_pattern(pattern: WidthPattern, path: str | os.PathLike) -> Path:
 def load_pattern(path: str | os.PathLike) -> WidthPattern:
     p = Path(path)
     return WidthPattern.from_dict(read_document(p, "pattern"), source=str(p))
-
-
-def read_document(p: Path, what: str) -> Any:
-    """``yaml.safe_load`` / ``json.loads`` of a file, with one-line errors."""
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{what} file {p} does not exist; check the path") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"cannot read {what} file {p} ({type(e).__name__}); give a readable YAML/JSON file") from None
-    try:
-        return json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{what} file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}{at}; fix the syntax") from None
 
 
 def finite(x: float) -> bool:

@@ -52,7 +52,8 @@ from ..arch import (
 )
 from ..errors import ConfigError, suggest
 from ..registry import Registry
-from .pattern import Provenance, WidthPattern, conv_plan, read_document
+from ..fileio import read_document
+from .pattern import Provenance, WidthPattern, conv_plan
 
 RULE_FORMAT = 1
 ALL = "all"
