@@ -2,7 +2,14 @@
 
 from .architecture import Architecture
 from .budget import (
+    BUDGET_KINDS,
+    CELL_TOLERANCE,
+    SOLVER_AIM,
+    TOLERANCE,
+    Budget,
     BudgetFit,
+    check_fit,
+    count,
     fit_budget,
     min_params,
     resolve_budget,
@@ -24,6 +31,7 @@ from .io import (
 )
 
 __all__ = [
+    "BUDGET_KINDS", "CELL_TOLERANCE", "SOLVER_AIM", "TOLERANCE", "Budget", "check_fit", "count",
     "Architecture", "BudgetFit", "FAMILIES", "Family", "Layer", "NAMED_VARIANTS", "Slot",
     "atomic_write_text", "conv_weight_counts", "count_flops", "count_macs", "count_params",
     "count_params_macs", "fit_budget", "from_reference_cfg", "get_family", "kept_weights",

@@ -24,7 +24,8 @@ class Slot:
     ``stage``: 0-based stage (feature-map size group). ``rel_depth``: position in [0, 1] along the
     network. ``tie``: slots with the same key must keep equal widths (residual adds). ``kind``:
     ``conv`` (output channels of a conv) or ``select`` (how many input channels a layer reads).
-    ``base_width`` is the unpruned width, which is also the slot's maximum.
+    ``base_width`` is the unpruned width, which is also the slot's maximum. ``role``: what the width
+    is for, so design rules keep separate profiles for widths that behave differently (see ROLES).
     """
 
     name: str
@@ -33,6 +34,23 @@ class Slot:
     base_width: int
     tie: str | None = None
     kind: str = "conv"
+    role: str = "conv"
+
+
+#: Slot roles. Pruning methods treat them differently (a residual stream is tied across a stage and
+#: rarely pruned; block-internal widths are free), so a rule that pooled them would average away
+#: exactly the pattern it should carry (ResNet-56-B keeps its stream at 16 and cuts conv1 to 6).
+ROLES = {
+    "conv": "VGG conv widths (VGG's head is fixed, not a slot)",
+    "stream": "residual-stream widths tied by the additions (ResNet stem and block outputs)",
+    "inner": "block-internal widths (ResNet conv1; PreResNet bottleneck conv1/conv2)",
+    "outer": "input channels a bottleneck block (or the head) reads from the wide residual stream (PreResNet)",
+    "growth": "input channels a dense layer reads (DenseNet)",
+    "transition": "input channels a transition (or the head) reads (DenseNet)",
+}
+#: Where a rule without a target slot's own role looks next (before the pooled profile).
+ROLE_FALLBACK = {"outer": ("stream",), "stream": ("outer",), "transition": ("outer", "stream"),
+                 "growth": ("inner",)}
 
 
 class Layer(NamedTuple):
@@ -318,13 +336,14 @@ class ResNet(_Residual):
     def slots(self, arch) -> list[Slot]:
         blocks = self.stage_blocks(arch)
         total = 1 + 2 * sum(blocks)
-        out = [Slot("stem", 0, 0.0, RESNET_STAGE_WIDTHS[0], tie="stage1.out")]
+        out = [Slot("stem", 0, 0.0, RESNET_STAGE_WIDTHS[0], tie="stage1.out", role="stream")]
         i = 1
         for s, nb in enumerate(blocks):
             for b in range(nb):
                 w = RESNET_STAGE_WIDTHS[s]
-                out.append(Slot(f"stage{s + 1}.block{b + 1}.conv1", s, _rel(i, total), w))
-                out.append(Slot(f"stage{s + 1}.block{b + 1}.conv2", s, _rel(i + 1, total), w, tie=f"stage{s + 1}.out"))
+                out.append(Slot(f"stage{s + 1}.block{b + 1}.conv1", s, _rel(i, total), w, role="inner"))
+                out.append(Slot(f"stage{s + 1}.block{b + 1}.conv2", s, _rel(i + 1, total), w, tie=f"stage{s + 1}.out",
+                                role="stream"))
                 i += 2
         return out
 
@@ -409,13 +428,13 @@ class PreResNet(_Residual):
             for b, (cin, p) in enumerate(stage):
                 pre = f"stage{s + 1}.block{b + 1}"
                 out += [
-                    Slot(f"{pre}.select", s, _rel(i, total), cin, kind="select"),
-                    Slot(f"{pre}.conv1", s, _rel(i + 1, total), p),
-                    Slot(f"{pre}.conv2", s, _rel(i + 2, total), p),
+                    Slot(f"{pre}.select", s, _rel(i, total), cin, kind="select", role="outer"),
+                    Slot(f"{pre}.conv1", s, _rel(i + 1, total), p, role="inner"),
+                    Slot(f"{pre}.conv2", s, _rel(i + 2, total), p, role="inner"),
                 ]
                 i += 3
         last_stage = max((s for s, nb in enumerate(self.stage_blocks(arch)) if nb), default=0)
-        out.append(Slot("head.select", last_stage, 1.0, self._final_channels(arch), kind="select"))
+        out.append(Slot("head.select", last_stage, 1.0, self._final_channels(arch), kind="select", role="outer"))
         return out
 
     def block_widths(self, arch) -> list[list[tuple[int, int, int, int, int]]]:
@@ -484,11 +503,12 @@ class DenseNet(Family):
         for i, w in enumerate(base):
             s, j = divmod(i, n + 1)
             if i == total - 1:  # the head's selection after the last block
-                out.append(Slot("head.select", 2, 1.0, w, kind="select"))
+                out.append(Slot("head.select", 2, 1.0, w, kind="select", role="transition"))
             elif j == n:
-                out.append(Slot(f"transition{s + 1}.select", s, _rel(i, total), w, kind="select"))
+                out.append(Slot(f"transition{s + 1}.select", s, _rel(i, total), w, kind="select", role="transition"))
             else:
-                out.append(Slot(f"block{s + 1}.layer{j + 1}.select", s, _rel(i, total), w, kind="select"))
+                out.append(Slot(f"block{s + 1}.layer{j + 1}.select", s, _rel(i, total), w, kind="select",
+                                role="growth"))
         return out
 
     def layers(self, arch) -> list[Layer]:

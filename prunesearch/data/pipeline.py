@@ -69,6 +69,8 @@ class DeviceData:
             self.train_y = data.train_y.to(device)
             self.test_x = data.test_x.to(device)
             self.test_y = data.test_y.to(device)
+        self.val_x = data.val_x.to(device) if data.val_x is not None else None
+        self.val_y = data.val_y.to(device) if data.val_y is not None else None
         self._pin = pin
         # Normalise in [0, 255] units: (x - 255*mean) / (255*std) == Normalize(ToTensor(x)).
         shape = (1, data.in_channels, 1, 1)
@@ -125,13 +127,25 @@ class DeviceData:
             yield self.normalize(x), y
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.data.test_x is not None:
-            for s in range(0, len(self.test_y), batch_size):
-                yield self.normalize(self.test_x[s : s + batch_size]), self.test_y[s : s + batch_size]
+        """The test set, in order (reported, never used for a choice)."""
+        return self.eval_batches("test", batch_size)
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The validation set (carved from the training set), in order: what choices are made on."""
+        return self.eval_batches("val", batch_size)
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised, unaugmented batches of the ``val`` or ``test`` split."""
+        x_all, y_all = (self.val_x, self.val_y) if split == "val" else (
+            (self.test_x, self.test_y) if self.data.test_x is not None else (None, None))
+        if x_all is not None:
+            for s in range(0, len(y_all), batch_size):
+                yield self.normalize(x_all[s : s + batch_size]), y_all[s : s + batch_size]
             return
-        loader = torch.utils.data.DataLoader(
-            self.data.test_stream, batch_size=batch_size, num_workers=self.workers, pin_memory=self._pin
-        )
+        stream = self.data.val_stream if split == "val" else self.data.test_stream
+        if stream is None:
+            return
+        loader = torch.utils.data.DataLoader(stream, batch_size=batch_size, num_workers=self.workers, pin_memory=self._pin)
         for x, y in loader:
             x = x.to(self.device, non_blocking=True)
             yield self.normalize(x), torch.as_tensor(y, dtype=torch.int64).to(self.device, non_blocking=True)

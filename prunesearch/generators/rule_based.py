@@ -1,52 +1,43 @@
 """Generators from pruning: ``pruned`` (a method's own architecture), ``guided`` (a rule from the same
 model and dataset) and ``transferred`` (a rule from elsewhere). All finish through the one budget
-solver, so they sit within 0.5 % of the budget like every other arm.
+solver, so they sit on the budget like every other arm; none of them trains anything.
 
 Options (what a study spec's ``generators:`` block or ``generate(..., **options)`` passes):
 
 - ``guided`` / ``transferred``: ``rule`` (a rule file, a ``prunesearch discover`` run dir, a
-  :class:`~prunesearch.rules.DesignRule` or its dict), ``kind`` (in a run dir, which fitted rule:
-  ``stage``/``depth``/``sparsity``; default the run's ``rule.yaml``), ``sparse`` (true to apply a
-  sparsity rule: the result carries per-conv densities and must be trained mask-aware; a width
-  rule with it, or a sparsity rule without it, is a ConfigError), and for ``guided`` the optional
-  expectations ``dataset`` and ``method`` (checked against the rule's provenance).
-  ``guided`` refuses a rule fitted on another model (that is ``transferred``).
-- ``pruned``: ``run`` (a discover run dir: its ``architectures/pruned-*.yaml`` at this budget), or
-  ``architectures`` (budget -> file), or ``architecture`` (one file, rescaled to every budget), or
-  ``method`` (+ ``dataset``, ``recipe``, ``epochs``, ``data_dir``, ``device``, ``seed``): train the
-  base with the method's regulariser and prune it now (cached per process, so budgets share one
-  trained base).
+  published variant such as ``resnet56-b``, a :class:`~prunesearch.rules.DesignRule` or its dict),
+  ``kind`` (in a run dir, which fitted rule: ``stage``/``depth``/``sparsity``; for a variant, which
+  rule to fit; default the run's ``rule.yaml`` / ``stage``), ``sparse`` (true to apply a sparsity
+  rule: the result carries per-conv densities and must be trained mask-aware; a width rule with it,
+  or a sparsity rule without it, is a ConfigError), and for ``guided`` the optional expectations
+  ``dataset`` and ``method`` (checked against the rule's provenance). ``guided`` refuses a rule
+  fitted on another model (that is ``transferred``).
+- ``pruned``: ``run`` (a discover run dir: its ``architectures/pruned-<budget tag>.yaml``), or
+  ``architectures`` (budget -> file), or ``architecture`` (one file, rescaled to every budget);
+  ``method`` (the method's name, for labels). The architecture is re-centred on the budget through
+  the solver with its own widths as the pattern, so all arms of a cell have the same size. To run
+  a method, use ``prunesearch discover`` (it trains, prunes and writes the run dir this reads).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..arch import (
+    SOLVER_AIM,
+    TOLERANCE,
     Architecture,
-    count_params,
+    Budget,
     get_family,
     load_architecture,
-    resolve_budget,
     scale_densities_to_budget,
     scale_to_budget,
     unpruned,
 )
-from ..errors import ConfigError
-from .base import Generator, register
-
-TOLERANCE = 0.005
-
-
-def _check_options(name: str, options: Mapping[str, Any], known: tuple[str, ...]) -> None:
-    from ..errors import suggest
-
-    for k in options:
-        if k not in known:
-            raise ConfigError(f"generator '{name}' has no option '{k}'{suggest(k, known)}; its options: {', '.join(known)}")
+from ..errors import BudgetError, ConfigError
+from .base import Generator, check_options, register
 
 
 def _rule(options: Mapping[str, Any], name: str):
@@ -55,7 +46,8 @@ def _rule(options: Mapping[str, Any], name: str):
     rule = options.get("rule")
     kind = options.get("kind")
     if rule is None:
-        raise ConfigError(f"generator '{name}' needs a 'rule' option: a rule.yaml or a `prunesearch discover` run dir")
+        raise ConfigError(f"generator '{name}' needs a 'rule' option: a rule.yaml, a `prunesearch discover` run dir "
+                          "or a published variant (resnet56-b)")
     if isinstance(rule, DesignRule):
         return rule
     if isinstance(rule, Mapping):
@@ -69,10 +61,11 @@ class _RuleGenerator(Generator):
     def check(self, rule, base: Architecture, options: Mapping[str, Any]) -> None:
         pass
 
-    def generate(self, base: Architecture, budget: float, seed: int = 0, **options: Any) -> Architecture:
+    def generate(self, base: Architecture, budget: "Budget | float", seed: int = 0, **options: Any) -> Architecture:
         from ..rules import apply_rule
 
-        _check_options(self.name, options, self.options)
+        check_options(self.name, options, self.options)
+        b = Budget.of(budget)
         rule = _rule(options, self.name)
         ref = unpruned(base)
         self.check(rule, ref, options)
@@ -83,8 +76,8 @@ class _RuleGenerator(Generator):
             raise ConfigError(f"generator '{self.name}' got a sparsity rule ({rule.describe()}): it sets per-conv "
                               "densities, not widths; add 'sparse: true' to build sparse architectures (guided "
                               "sparsification; they must be trained mask-aware) or give a stage/depth rule")
-        arch = apply_rule(rule, ref, budget, tolerance=TOLERANCE, domain="density" if sparse else "width")
-        return arch.replace(name=f"{self.name}@{budget:g}")
+        arch = apply_rule(rule, ref, b, domain="density" if sparse else "width")
+        return arch.replace(name=f"{self.name}@{b.label()}")
 
 
 @register
@@ -100,9 +93,12 @@ class Guided(_RuleGenerator):
             raise ConfigError(f"guided uses a rule from the same model, but the {where} was not fitted on "
                               f"{base.model_name}; use the 'transferred' generator for a rule from another model")
         ds = options.get("dataset")
-        if ds is not None and rule.datasets and str(ds) not in rule.datasets:
-            raise ConfigError(f"guided uses a rule from the same dataset, but the {where} was fitted on "
-                              f"{', '.join(rule.datasets)}, not {ds}; use the 'transferred' generator")
+        if ds is not None and rule.datasets:
+            from ..data.dataset import canonical_dataset
+
+            if canonical_dataset(str(ds)) not in {canonical_dataset(d) for d in rule.datasets}:
+                raise ConfigError(f"guided uses a rule from the same dataset, but the {where} was fitted on "
+                                  f"{', '.join(rule.datasets)}, not {ds}; use the 'transferred' generator")
         method = options.get("method")
         if method is not None and rule.methods and str(method) not in rule.methods:
             raise ConfigError(f"the {where} was found by {', '.join(rule.methods)}, not {method}; "
@@ -112,7 +108,7 @@ class Guided(_RuleGenerator):
 @register
 class Transferred(_RuleGenerator):
     """Transferred guided pruning: a rule fitted on another model or dataset, mapped onto this one
-    by stage position / relative depth (same code as ``guided``, no same-model check)."""
+    by stage position / relative depth and slot role (same code as ``guided``, no same-model check)."""
 
     name = "transferred"
     options = ("rule", "kind", "sparse", "dataset", "method")
@@ -121,32 +117,20 @@ class Transferred(_RuleGenerator):
 # ------------------------------------------------------------------------------------------------
 # pruned
 # ------------------------------------------------------------------------------------------------
-def _same_budget(a: Any, b: float) -> bool:
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
-    except (TypeError, ValueError):
-        return False
-
-
-def pruned_architecture_file(run: str | Path, budget: float) -> Path:
-    """The pruned architecture a discover run saved for ``budget``."""
-    from ..fileio import read_document
-
+def pruned_architecture_file(run: str | Path, budget: "Budget | float") -> Path:
+    """The pruned architecture a discover run saved for ``budget`` (``architectures/pruned-<tag>.yaml``)."""
+    b = Budget.of(budget)
     d = Path(run).expanduser()
     adir = d / "architectures"
     if not adir.is_dir():
         raise ConfigError(f"{d} has no architectures/ folder; give a `prunesearch discover` run dir (option 'run')")
-    seen = []
-    for f in sorted(adir.glob("*.yaml")):
-        doc = read_document(f, "architecture")
-        if not isinstance(doc, Mapping) or doc.get("generator") != "pruned":
-            continue
-        seen.append(doc.get("budget"))
-        if _same_budget(doc.get("budget"), budget):
-            return f
-    have = ", ".join(f"{b:g}" for b in seen if isinstance(b, (int, float))) or "none"
-    raise ConfigError(f"discover run {d} has no pruned architecture at budget {budget:g} (it has: {have}); "
-                      "use one of those budgets or re-run discover with --budgets including it")
+    f = adir / f"pruned-{b.tag()}.yaml"
+    if f.is_file():
+        return f
+    have = sorted(p.stem[len("pruned-b"):] for p in adir.glob("pruned-b*.yaml"))
+    raise ConfigError(f"discover run {d} has no pruned architecture at budget {b.label()} (it has: "
+                      f"{', '.join(have) or 'none'}); use one of those budgets or re-run discover with --budgets "
+                      "including it")
 
 
 def _selection_for(old: tuple[int, ...] | None, width: int, available: int) -> tuple[int, ...] | None:
@@ -161,28 +145,37 @@ def _selection_for(old: tuple[int, ...] | None, width: int, available: int) -> t
     return tuple(sorted(sel + extra))
 
 
-def finish_pruned(pruned: Architecture, base: Architecture, budget: float, tolerance: float = TOLERANCE) -> Architecture:
+def finish_pruned(pruned: Architecture, base: Architecture, budget: "Budget | float",
+                  tolerance: float = TOLERANCE) -> Architecture:
     """A method's pruned architecture on ``base``'s model at ``budget``: kept as is when it already
-    sits within ``tolerance`` (selections included), else rescaled by the budget solver with its
-    widths (or densities) as the pattern."""
+    sits within the solver's aim (selections included), else re-centred by the budget solver with
+    its widths (or densities) as the pattern, so it is as close to the budget as every other arm."""
+    b = Budget.of(budget)
     full = unpruned(base)
     if (pruned.family, pruned.depth, pruned.head) != (full.family, full.depth, full.head) or (
             full.blocks is not None and pruned.blocks != full.blocks):
         raise ConfigError(f"the pruned architecture is a {pruned.label} but the target is {full.model_name}; "
                           "use the pruned architectures of the same model (or a rule with 'transferred')")
-    target = resolve_budget(full, budget)  # the budget is relative to the full-depth target
+    target = b.resolve(full)  # the budget is relative to the full-depth target
     shaped = pruned.replace(num_classes=full.num_classes, in_channels=full.in_channels, input_size=full.input_size)
-    ref = unpruned(shaped)  # a depth-pruned (blocks) result keeps its depth; only widths are rescaled
-    budget = target
-    if abs(count_params(shaped) - target) <= tolerance * target:
+    if abs(b.measure(shaped) - target) <= SOLVER_AIM * target:
         return shaped
+    absolute = Budget(target, b.kind)
     if shaped.densities is not None:
         dense = shaped.replace(densities=None)
-        return scale_densities_to_budget(dense, budget, list(shaped.densities), tolerance)
+        return scale_densities_to_budget(dense, absolute, list(shaped.densities), tolerance)
+    ref = unpruned(shaped)  # a depth-pruned (blocks) result keeps its depth; only widths are rescaled
+    if shaped.blocks != full.blocks:
+        top = b.measure(ref)
+        if target > top:
+            raise BudgetError(
+                f"the pruned {shaped.label} has fewer blocks ({list(shaped.blocks or ())} per stage) and reaches at "
+                f"most {top:,} {b.unit} at full width, below the budget's {target:,}; depth pruning cannot be "
+                "re-centred on this budget: compare it at its own size or choose a budget at most that large")
     fam = get_family(ref.family)
     slots = fam.slots(ref)
     ratios = [w / s.base_width for w, s in zip(shaped.widths, slots)]
-    arch = scale_to_budget(ref, budget, ratios, tolerance)
+    arch = scale_to_budget(ref, absolute, ratios, tolerance)
     if shaped.selections is not None:
         sel_slots = [(s, w) for s, w in zip(slots, arch.widths) if s.kind == "select"]
         sels = tuple(_selection_for(old, w, s.base_width) for old, (s, w) in zip(shaped.selections, sel_slots))
@@ -190,58 +183,46 @@ def finish_pruned(pruned: Architecture, base: Architecture, budget: float, toler
     return arch
 
 
-_PRUNED_CACHE: dict[tuple, Any] = {}
-
-
 @register
 class Pruned(Generator):
-    """A pruning method's own architecture at the budget (from a discover run, files, or by running
-    the method), finished through the budget solver."""
+    """A pruning method's own architecture at the budget (from a discover run or files), re-centred
+    on the budget through the solver."""
 
     name = "pruned"
-    options = ("run", "architectures", "architecture", "method", "dataset", "recipe", "epochs", "data_dir",
-               "device", "seed")
+    options = ("run", "architectures", "architecture", "method")
 
-    def generate(self, base: Architecture, budget: float, seed: int = 0, **options: Any) -> Architecture:
-        _check_options(self.name, options, self.options)
+    def generate(self, base: Architecture, budget: "Budget | float", seed: int = 0, **options: Any) -> Architecture:
+        check_options(self.name, options, self.options)
+        b = Budget.of(budget)
         sources = [k for k in ("run", "architectures", "architecture") if options.get(k) is not None]
         if len(sources) > 1:
             raise ConfigError(f"generator 'pruned' takes one of run, architectures, architecture; got {', '.join(sources)}")
         if sources == ["run"]:
-            pruned = load_architecture(pruned_architecture_file(options["run"], budget))
+            pruned = load_architecture(pruned_architecture_file(options["run"], b))
         elif sources == ["architectures"]:
             files = options["architectures"]
             if not isinstance(files, Mapping):
                 raise ConfigError("generator 'pruned' option 'architectures' must map budgets to architecture files")
-            match = [f for b, f in files.items() if _same_budget(b, budget)]
+            match = [f for k, f in files.items() if _same_budget(k, b)]
             if not match:
-                raise ConfigError(f"generator 'pruned' has no architecture file for budget {budget:g} "
-                                  f"(it has: {', '.join(str(b) for b in files)}); add one")
+                raise ConfigError(f"generator 'pruned' has no architecture file for budget {b.label()} "
+                                  f"(it has: {', '.join(str(k) for k in files)}); add one")
             pruned = load_architecture(match[0])
         elif sources == ["architecture"]:
             pruned = load_architecture(options["architecture"])
-        elif options.get("method") is not None:
-            pruned = self._run_method(base, budget, seed, options)
         else:
-            raise ConfigError("generator 'pruned' needs 'run' (a discover run dir), 'architectures' "
-                              "(budget -> file), 'architecture' (a file) or 'method' (run the method now)")
+            raise ConfigError("generator 'pruned' needs 'run' (a `prunesearch discover` run dir), 'architectures' "
+                              "(budget -> file) or 'architecture' (a file); run `prunesearch discover` to prune")
         method = options.get("method")
         label = f"pruned-{method}" if method else "pruned"
-        return finish_pruned(pruned, base, budget).replace(name=f"{label}@{budget:g}")
+        return finish_pruned(pruned, base, b).replace(name=f"{label}@{b.label()}")
 
-    def _run_method(self, base: Architecture, budget: float, seed: int, options: Mapping[str, Any]) -> Architecture:
-        from ..rules.discovery import needs_target, prune_at, train_base
 
-        if options.get("dataset") is None:
-            raise ConfigError("generator 'pruned' with 'method' needs 'dataset' (the base is trained on it)")
-        s = int(options.get("seed", seed) or 0)
-        target = budget if needs_target(str(options["method"]), unpruned(base)) else None
-        key = (unpruned(base).arch_id, str(options["method"]), str(options["dataset"]), str(options.get("recipe")),
-               options.get("epochs"), options.get("data_dir"), s, target)
-        if key not in _PRUNED_CACHE:
-            _PRUNED_CACHE[key] = train_base(
-                unpruned(base), str(options["method"]), str(options["dataset"]), recipe=options.get("recipe") or "fast",
-                epochs=options.get("epochs"), data_dir=options.get("data_dir"), device=options.get("device") or "auto",
-                seed=s, budget=target,
-            )
-        return prune_at(_PRUNED_CACHE[key], budget).arch
+def _same_budget(key: Any, budget: Budget) -> bool:
+    """A key of an ``architectures`` mapping names ``budget`` (its value or its label)."""
+    if isinstance(key, str) and key.strip() == budget.label():
+        return True
+    try:
+        return Budget.of(key, budget.kind) == budget
+    except (BudgetError, ConfigError):
+        return False

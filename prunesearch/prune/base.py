@@ -183,6 +183,12 @@ class PruningMethod:
     def prepare(self, model: "nn.Module", arch: Architecture) -> "nn.Module":
         return model
 
+    def diagnose(self, model: "nn.Module", arch: Architecture, thresholds: dict[str, float] | None = None) -> dict | None:
+        """What training with the regulariser did to the method's criterion (e.g. slimming: how many
+        BN gammas went to zero), so a caller can tell a real pattern from an untrained one; None for
+        methods with nothing to report. ``thresholds``: budget label -> the threshold pruning used."""
+        return None
+
     def prune(
         self,
         model: "nn.Module",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, count_params, get_family, resolve_budget
+from ..arch import TOLERANCE, Architecture, Budget, count, get_family
 from ..errors import BudgetError, ConfigError
 from .base import PruneResult, PruningMethod
 
@@ -291,19 +291,20 @@ class ChannelPool:
         return 0 <= k < self.total - 1 and bool(self.values[k] == self.values[k + 1])
 
     # -- budget ----------------------------------------------------------------------------------
-    def index_for_budget(self, target: int) -> int:
-        """The pool index whose keep sets' parameter count is closest to ``target`` (bisection:
-        params are non-increasing in the index). Raises BudgetError outside the reachable range."""
+    def index_for_budget(self, target: int, kind: str = "params") -> int:
+        """The pool index whose keep sets' count (params or MACs) is closest to ``target``
+        (bisection: counts are non-increasing in the index). BudgetError outside the reachable range."""
 
         def params(k: int) -> int:
-            return count_params(self.base.replace(widths=self.widths_at(k), selections=None))
+            return count(self.base.replace(widths=self.widths_at(k), selections=None), kind)
 
         lo, hi = -1, self.total - 1
         p_lo, p_hi = params(lo), params(hi)
+        unit = "MACs" if kind == "macs" else "params"
         if not p_hi <= target <= p_lo:
             raise BudgetError(
-                f"budget {target:,} params is outside what pruning {self.base.model_name} with this method can reach "
-                f"({p_hi:,} to {p_lo:,} params, the minimum keeping {self.min_width} channel(s) per slot); "
+                f"budget {target:,} {unit} is outside what pruning {self.base.model_name} with this method can reach "
+                f"({p_hi:,} to {p_lo:,} {unit}, the minimum keeping {self.min_width} channel(s) per slot); "
                 f"choose a budget in that range"
             )
         return closest_pool_index(params, lo, hi, target)
@@ -444,9 +445,11 @@ def prune_by_scores(
     info = dict(info or {})
     info["pool_size"] = pool.total
     if budget is not None:
-        target = resolve_budget(base, budget)
-        k = pool.index_for_budget(target)
-        info["budget"] = budget
+        b = Budget.of(budget)
+        target = b.resolve(base)
+        k = pool.index_for_budget(target, b.kind)
+        info["budget"] = b.value
+        info["budget_kind"] = b.kind
         info["target_params"] = target
     elif ratio is not None:
         k = pool.index_for_ratio(float(ratio))
@@ -473,12 +476,13 @@ def prune_by_scores(
     result = result_from_keep(method, model, base, keep, ratio=out_ratio,
                               threshold=None if k < 0 else thr, info=info)
     if budget is not None:
-        params = result.params
-        err = abs(params - info["target_params"]) / info["target_params"]
+        achieved = count(result.arch, info["budget_kind"])
+        err = abs(achieved - info["target_params"]) / info["target_params"]
         result.info["budget_rel_error"] = err
-        if err > 0.005:
+        if err > TOLERANCE:
             result.info["budget_note"] = (
-                f"{params:,} params is the closest a single threshold gets to {info['target_params']:,} "
-                f"({100 * err:.2f} % off): one channel (group) is a bigger step than 0.5 % here"
+                f"{achieved:,} is the closest a single threshold gets to {info['target_params']:,} "
+                f"({100 * err:.2f} % off): one channel (group) is a bigger step than {100 * TOLERANCE:.1f} % here; "
+                "the budget solver re-centres it before any comparison"
             )
     return result

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, conv_weight_counts, count_params, resolve_budget
+from ..arch import TOLERANCE, Architecture, Budget, conv_weight_counts, count_params
 from ..errors import BudgetError, ConfigError
 from ..models import conv_layers
 from .base import PruneResult, PruningMethod, check_model, check_request, register
@@ -60,6 +60,7 @@ class Magnitude(PruningMethod):
         total = int(pool.numel())
         dense_params = count_params(arch)
         other = dense_params - sum(sizes)  # BN + linear parameters (never pruned)
+        b = Budget.of(budget) if budget is not None else None
 
         def thr_at(k: int) -> float:
             return float("-inf") if k < 0 else float(pool[k])
@@ -73,17 +74,20 @@ class Magnitude(PruningMethod):
 
         info: dict[str, Any] = {"pool_size": total, "min_keep": min_keep}
         if budget is not None:
-            target = resolve_budget(arch, budget)
-            info.update(budget=budget, target_params=target)
+            target = b.resolve(arch)
+            info.update(budget=b.value, budget_kind=b.kind, target_params=target)
 
             def params(k: int) -> int:
-                return other + sum(kept_counts(thr_at(k)))
+                if b.kind == "params":
+                    return other + sum(kept_counts(thr_at(k)))
+                dens = tuple(n / s for n, s in zip(kept_counts(thr_at(k)), sizes))
+                return b.measure(arch.replace(densities=dens, name=None))
 
             lo, hi = -1, total - 1
             if not params(hi) <= target <= params(lo):
                 raise BudgetError(
-                    f"budget {target:,} params is outside what magnitude pruning of {arch.model_name} can reach "
-                    f"({params(hi):,} to {params(lo):,} params; BN and linear layers are never pruned); choose a budget in that range"
+                    f"budget {target:,} {b.unit} is outside what magnitude pruning of {arch.model_name} can reach "
+                    f"({params(hi):,} to {params(lo):,} {b.unit}; BN and linear layers are never pruned); choose a budget in that range"
                 )
             k = closest_pool_index(params, lo, hi, target)
             out_ratio = ratio_for_index(k, total)
@@ -113,9 +117,10 @@ class Magnitude(PruningMethod):
         info["pruned_fraction"] = 1 - sum(kept) / total
         result = PruneResult(arch=new, base=arch, method=self.name, state_dict=state, masks=tuple(masks),
                              ratio=out_ratio, threshold=None if k < 0 else thr, info=info)
-        if budget is not None:
-            err = abs(result.params - info["target_params"]) / info["target_params"]
+        if b is not None:
+            achieved = b.measure(result.arch)
+            err = abs(achieved - info["target_params"]) / info["target_params"]
             result.info["budget_rel_error"] = err
-            if err > 0.005:
-                result.info["budget_note"] = f"{result.params:,} params is the closest one |w| threshold gets ({100 * err:.2f} % off; ties in |w|)"
+            if err > TOLERANCE:
+                result.info["budget_note"] = f"{achieved:,} is the closest one |w| threshold gets ({100 * err:.2f} % off; ties in |w|)"
         return result

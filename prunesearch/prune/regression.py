@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..arch import Architecture, count_params, get_family, resolve_budget
+from ..arch import Architecture, Budget, get_family
 from ..errors import ConfigError
 from ._reconstruct import group_samples, ridge_refit, target_widths, write_consumer
 from .base import PruneResult, PruningMethod, check_model, check_request, register
@@ -113,8 +113,10 @@ class RegressionPruning(PruningMethod):
             for s in group:
                 write_consumer(result.state_dict, arch, keep, s.name, ridge_refit(s, kept_t, ridge))
         if budget is not None:
-            target_p = resolve_budget(arch, budget)
-            result.info.update(target_params=target_p, budget_rel_error=abs(count_params(result.arch) - target_p) / target_p)
+            b = Budget.of(budget)
+            target_p = b.resolve(arch)
+            result.info.update(target_params=target_p, budget_kind=b.kind,
+                               budget_rel_error=abs(b.measure(result.arch) - target_p) / target_p)
         return result
 
 

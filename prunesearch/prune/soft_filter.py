@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, count_params, get_family, resolve_budget, scale_to_budget
+from ..arch import Architecture, Budget, get_family, scale_to_budget
 from ..errors import ConfigError
 from ..train import TrainHook
 from .base import PruneResult, PruningMethod, check_request, register
@@ -92,9 +92,10 @@ class SoftFilterPruning(PruningMethod):
         keep = keep_top(arch, filter_norms(model, arch, p=2), widths)
         info: dict[str, Any] = {"criterion": "L2 norm of filters, per layer"}
         if budget is not None:
-            target = resolve_budget(arch, budget)
-            info.update(budget=budget, target_params=target)
+            b = Budget.of(budget)
+            target = b.resolve(arch)
+            info.update(budget=b.value, budget_kind=b.kind, target_params=target)
         result = result_from_keep(self, model, arch, keep, ratio=ratio, info=info)
         if budget is not None:
-            result.info["budget_rel_error"] = abs(count_params(result.arch) - target) / target
+            result.info["budget_rel_error"] = abs(b.measure(result.arch) - target) / target
         return result

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, count_params, get_family, resolve_budget
+from ..arch import TOLERANCE, Architecture, Budget, get_family
 from ..errors import BudgetError, ConfigError
 from ..train import TrainHook
 from .base import PruneResult, PruningMethod, check_request, register
@@ -228,16 +228,18 @@ class SparseStructureSelection(PruningMethod):
         elif ratio is not None:
             n = int(len(order) * float(ratio))
         else:
-            target = resolve_budget(arch, budget)  # type: ignore[arg-type]
-            sizes = [count_params(depth_pruned(arch, kept_after(k))) for k in range(len(order) + 1)]
+            b = Budget.of(budget)  # type: ignore[arg-type]
+            target = b.resolve(arch)
+            sizes = [b.measure(depth_pruned(arch, kept_after(k))) for k in range(len(order) + 1)]
             if target < sizes[-1]:
                 raise BudgetError(
-                    f"budget {target:,} params is below the smallest depth sss can reach on {arch.model_name} "
-                    f"({sizes[-1]:,} params with one block per stage); raise the budget or use a width method (slimming)"
+                    f"budget {target:,} {b.unit} is below the smallest depth sss can reach on {arch.model_name} "
+                    f"({sizes[-1]:,} {b.unit} with one block per stage); raise the budget or use a width method (slimming)"
                 )
             n = min(range(len(sizes)), key=lambda k: (abs(sizes[k] - target), k))
-            info.update(budget=budget, target_params=target, budget_rel_error=abs(sizes[n] - target) / target)
-            if info["budget_rel_error"] > 0.005:
+            info.update(budget=b.value, budget_kind=b.kind, target_params=target,
+                        budget_rel_error=abs(sizes[n] - target) / target)
+            if info["budget_rel_error"] > TOLERANCE:
                 info["budget_note"] = (f"{sizes[n]:,} params is the closest whole number of blocks gets to {target:,} "
                                        f"({100 * info['budget_rel_error']:.2f} % off): one block is a big step")
         kept = kept_after(n)

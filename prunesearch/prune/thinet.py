@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, count_params, get_family, resolve_budget
+from ..arch import Architecture, Budget, get_family
 from ..errors import ConfigError
 from ._reconstruct import channel_scaling, group_samples, target_widths, write_consumer
 from .base import PruneResult, PruningMethod, check_model, check_request, register
@@ -90,8 +90,10 @@ class ThiNet(PruningMethod):
                     gamma = channel_scaling(s, kept)
                     write_consumer(result.state_dict, arch, keep, s.name, s.weight[:, kept] * gamma[None, :, None])
         if budget is not None:
-            target_p = resolve_budget(arch, budget)
-            result.info.update(target_params=target_p, budget_rel_error=abs(count_params(result.arch) - target_p) / target_p)
+            b = Budget.of(budget)
+            target_p = b.resolve(arch)
+            result.info.update(target_params=target_p, budget_kind=b.kind,
+                               budget_rel_error=abs(b.measure(result.arch) - target_p) / target_p)
         return result
 
 

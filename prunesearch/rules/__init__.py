@@ -23,7 +23,11 @@ from .rule import (
     RuleLevel,
     apply_rule,
     fit_rule,
+    fit_rules,
+    is_variant,
     load_rule,
+    lookup,
+    variant_rule,
     remap_stages,
     rule_keep_ratios,
     rule_path,
@@ -32,6 +36,7 @@ from .rule import (
 
 __all__ = [
     "DesignRule", "PatternEntry", "Provenance", "RULE_FILE", "RULE_FORMAT", "RULE_KINDS", "RuleKind",
-    "RuleLevel", "WidthPattern", "apply_rule", "conv_plan", "extract_pattern", "fit_rule", "load_pattern",
+    "RuleLevel", "WidthPattern", "apply_rule", "conv_plan", "extract_pattern", "fit_rule", "fit_rules",
+    "is_variant", "load_pattern", "lookup", "variant_rule",
     "load_rule", "remap_stages", "rule_keep_ratios", "rule_path", "save_pattern", "save_rule",
 ]

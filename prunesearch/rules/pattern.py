@@ -7,7 +7,9 @@ unstructured results, one conv layer) with the coordinates rules map by:
   rule can place it at a *relative* stage position ``stage / (num_stages - 1)``;
 - ``rel_depth``: position in [0, 1] along the network;
 - ``kind``: ``conv`` (output channels of a conv) or ``select`` (input channels a layer reads:
-  PreResNet/DenseNet), or for density patterns ``conv3x3`` / ``conv1x1``.
+  PreResNet/DenseNet), or for density patterns ``conv3x3`` / ``conv1x1``;
+- ``role``: what the width is for (``stream``, ``inner``, ``outer``, ``growth``, ``transition``,
+  ``conv``; see ``prunesearch.arch.families.ROLES``): rules keep one profile per role.
 
 ``keep_ratio = kept / base`` where ``base`` is the unpruned width (channels) or, for densities, the
 layer's dense weight count. Torch-free.
@@ -103,6 +105,7 @@ class PatternEntry:
     base: int  # unpruned channels (width) or dense weight count (density)
     kept: int  # kept channels (width) or non-zero weights (density)
     tie: str | None = None
+    role: str = "conv"
 
     @property
     def keep_ratio(self) -> float:
@@ -113,6 +116,7 @@ class PatternEntry:
              "base": self.base, "kept": self.kept, "keep_ratio": round(self.keep_ratio, 6)}
         if self.tie is not None:
             d["tie"] = self.tie
+        d["role"] = self.role
         return d
 
 
@@ -163,9 +167,11 @@ class WidthPattern:
             raise ConfigError(f"{source}: pattern format {d['prunesearch_pattern']!r} is not supported (this "
                               f"prunesearch reads {PATTERN_FORMAT}); re-extract it with this version")
         try:
+            roles = _roles(str(d["family"]), int(d["depth"])) if str(d.get("quantity")) == "width" else {}
             entries = tuple(
                 PatternEntry(str(e["name"]), int(e["stage"]), float(e["rel_depth"]), str(e["kind"]),
-                             int(e["base"]), int(e["kept"]), e.get("tie"))
+                             int(e["base"]), int(e["kept"]), e.get("tie"),
+                             str(e.get("role") or roles.get(str(e["name"]), e["kind"])))
                 for e in d["entries"]
             )
             q = str(d["quantity"])
@@ -175,6 +181,15 @@ class WidthPattern:
                        float(d["param_fraction"]), Provenance.from_dict(d["provenance"], source))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"{source}: malformed pattern ({type(e).__name__}: {e}); re-extract it") from None
+
+
+def _roles(family: str, depth: int) -> dict[str, str]:
+    """Slot name -> role of a family's unpruned model (patterns written before roles existed)."""
+    try:
+        fam = get_family(family)
+        return {sl.name: sl.role for sl in fam.slots(fam.base(depth))}
+    except ConfigError:
+        return {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -218,7 +233,7 @@ def extract_pattern(
     if quantity == "width":
         slots = fam.slots(base)
         entries = tuple(
-            PatternEntry(s.name, s.stage, s.rel_depth, s.kind, s.base_width, int(w), s.tie)
+            PatternEntry(s.name, s.stage, s.rel_depth, s.kind, s.base_width, int(w), s.tie, s.role)
             for s, w in zip(slots, pruned_arch.widths)
         )
     else:
@@ -227,7 +242,7 @@ def extract_pattern(
                               "extract its width pattern instead (quantity='width')")
         # Densities are relative to this architecture's own dense convs.
         entries = tuple(
-            PatternEntry(f"conv{i}", st, rel, f"conv{k}x{k}", n, kept_weights(n, d))
+            PatternEntry(f"conv{i}", st, rel, f"conv{k}x{k}", n, kept_weights(n, d), None, f"conv{k}x{k}")
             for (st, k, n, rel, i), d in zip(conv_plan(pruned_arch), pruned_arch.densities)
         )
 

@@ -18,11 +18,20 @@ fraction (outside the fitted range the nearest level is used), and always finish
 budget solver: ``scale_to_budget`` (widths) or ``scale_densities_to_budget`` (densities), so a rule
 fixes only the *shape*, never the size.
 
-Slot kinds: PreResNet/DenseNet have ``select`` slots (how many input channels a layer reads) beside
-``conv`` slots (a conv's output channels). A rule keeps one profile per slot kind it saw, plus
-``all`` (every slot pooled). A target slot uses the profile of its own kind when the rule has it,
-else ``all``: a PreResNet rule keeps selections and convs apart on another PreResNet, a VGG rule
-(convs only) drives a DenseNet's selections through ``all``.
+Slot roles (``prunesearch.arch.families.ROLES``): a rule keeps one profile per role it saw, plus
+``all`` (every slot pooled), because widths with different jobs are pruned differently: a ResNet's
+residual stream (tied by the additions) vs its block-internal convs, a PreResNet's stream selections
+vs its bottleneck convs, a DenseNet's dense layers vs its transitions. Pooling them would average
+away the very pattern (ResNet-56-B keeps its stream at 16 and cuts conv1 to 6; a pooled rule says
+12/12). A target slot uses the profile of its own role when the rule has it, then a related role
+(``ROLE_FALLBACK``: a PreResNet "outer" selection reads the stream), then ``all``: a VGG rule (one
+role) drives every slot of a ResNet through ``all``. Rule files of format 1 keyed profiles by slot
+kind (``conv``/``select``); they still load and apply as before.
+
+Depth profiles are read on a grid of ``resolution`` points from relative depth 0 to 1 (both ends
+included); ``fit_rule(..., bins="full")`` uses one point per slot of the source, so a rule fitted
+from one architecture, applied to the same model at the same budget, gives back that
+architecture (a rule must be able to say what its source said).
 
 Averages are channel-weighted (kept channels / base channels of the group; kept weights / dense
 weights for densities): "the fraction of stage 2's channels that survive", as the paper states it.
@@ -41,21 +50,23 @@ from typing import Any, ClassVar
 import yaml
 
 from ..arch import (
+    TOLERANCE,
     Architecture,
+    Budget,
     atomic_write_text,
-    count_params,
     get_family,
-    resolve_budget,
     scale_densities_to_budget,
     scale_to_budget,
     unpruned,
 )
+from ..arch.families import ROLE_FALLBACK
 from ..errors import ConfigError, suggest
 from ..registry import Registry
 from ..fileio import read_document
 from .pattern import Provenance, WidthPattern, conv_plan
 
-RULE_FORMAT = 1
+RULE_FORMAT = 2  # 2: profiles keyed by slot role, depth profiles on an explicit grid
+READ_FORMATS = (1, 2)
 ALL = "all"
 DEFAULT_BINS = 8
 MIN_RATIO = 1e-3  # a profile value of 0 would pin a slot at the minimum width; keep it tiny but positive
@@ -131,8 +142,26 @@ def _weighted(groups: dict[int, list[tuple[int, int]]], n: int) -> list[float | 
 
 
 def _keys(pattern: WidthPattern) -> list[str]:
-    kinds = sorted({e.kind for e in pattern.entries})
-    return [ALL] + (kinds if len(kinds) > 1 else [])
+    """``all`` and every slot role of the pattern."""
+    return [ALL] + sorted({e.role for e in pattern.entries})
+
+
+def _matches(entry: Any, key: str) -> bool:
+    return key == ALL or entry.role == key
+
+
+def lookup(values: Mapping[str, Sequence[float]], slot: Any) -> Sequence[float]:
+    """The profile a target slot follows: its role's, a related role's, its kind's (rule format 1),
+    else the pooled one."""
+    for key in (slot.role, *ROLE_FALLBACK.get(slot.role, ()), slot.kind):
+        if key in values:
+            return values[key]
+    return values[ALL]
+
+
+def grid(n: int) -> list[float]:
+    """``n`` relative-depth points from 0 to 1, both ends included (one point: the middle)."""
+    return [0.5] if n == 1 else [j / (n - 1) for j in range(n)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,7 +185,8 @@ class RuleKind:
     def pattern_profile(self, pattern: WidthPattern, n: int) -> dict[str, list[float]]:
         raise NotImplementedError
 
-    def target_values(self, values: Mapping[str, Sequence[float]], n: int, target: Architecture) -> list[float]:
+    def target_values(self, values: Mapping[str, Sequence[float]], n: int, target: Architecture,
+                      positions: Sequence[float] | None = None) -> list[float]:
         raise NotImplementedError
 
 
@@ -177,17 +207,17 @@ class StageRule(RuleKind):
         for key in _keys(pattern):
             groups: dict[int, list[tuple[int, int]]] = {}
             for e in pattern.entries:
-                if key == ALL or e.kind == key:
+                if _matches(e, key):
                     groups.setdefault(e.stage, []).append((e.kept, e.base))
             vals = fill_gaps(remap_stages(_weighted(groups, pattern.num_stages), n))
             if vals is not None:
                 out[key] = vals
         return out
 
-    def target_values(self, values, n, target):
+    def target_values(self, values, n, target, positions=None):
         fam = get_family(target.family)
         per_key = {k: remap_stages(list(v), fam.num_stages) for k, v in values.items()}
-        return [float(per_key[s.kind if s.kind in per_key else ALL][s.stage]) for s in fam.slots(target)]  # type: ignore[arg-type]
+        return [float(lookup(per_key, s)[s.stage]) for s in fam.slots(target)]  # type: ignore[arg-type]
 
 
 class DepthRule(RuleKind):
@@ -197,29 +227,29 @@ class DepthRule(RuleKind):
 
     def resolution(self, patterns, **options):
         b = options.get("bins") or DEFAULT_BINS
+        if b == "full":  # one grid point per slot of the largest source model
+            return max(len(p.entries) for p in patterns)
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ConfigError(f"depth rule bins must be an integer >= 1, got {b!r}")
+            raise ConfigError(f"depth rule bins must be an integer >= 1 or 'full', got {b!r}")
         return b
 
     def pattern_profile(self, pattern, n):
+        # each slot goes to its nearest grid point; with n = the number of slots every slot has its own
         out = {}
         for key in _keys(pattern):
             groups: dict[int, list[tuple[int, int]]] = {}
             for e in pattern.entries:
-                if key == ALL or e.kind == key:
-                    groups.setdefault(min(n - 1, int(e.rel_depth * n)), []).append((e.kept, e.base))
+                if _matches(e, key):
+                    j = 0 if n == 1 else min(n - 1, int(round(e.rel_depth * (n - 1))))
+                    groups.setdefault(j, []).append((e.kept, e.base))
             vals = fill_gaps(_weighted(groups, n))
             if vals is not None:
                 out[key] = vals
         return out
 
-    def target_values(self, values, n, target):
-        centres = [(j + 0.5) / n for j in range(n)]
-        out = []
-        for s in get_family(target.family).slots(target):
-            ys = values[s.kind] if s.kind in values else values[ALL]
-            out.append(interp(centres, ys, s.rel_depth))
-        return out
+    def target_values(self, values, n, target, positions=None):
+        xs = list(positions) if positions is not None else grid(n)
+        return [interp(xs, lookup(values, s), s.rel_depth) for s in get_family(target.family).slots(target)]
 
 
 class SparsityRule(RuleKind):
@@ -239,7 +269,7 @@ class SparsityRule(RuleKind):
         vals = fill_gaps(remap_stages(_weighted(groups, pattern.num_stages), n))
         return {ALL: vals} if vals is not None else {}
 
-    def target_values(self, values, n, target):
+    def target_values(self, values, n, target, positions=None):
         fam = get_family(target.family)
         stage_vals = remap_stages(list(values[ALL]), fam.num_stages)
         return [float(stage_vals[st]) for st, *_ in conv_plan(target)]  # type: ignore[arg-type]
@@ -257,7 +287,7 @@ class RuleLevel:
     """The profile found at one budget level (``param_fraction`` = pruned params / base params)."""
 
     param_fraction: float
-    values: dict[str, tuple[float, ...]]  # "all" (+ per slot kind) -> one value per stage or bin
+    values: dict[str, tuple[float, ...]]  # "all" (+ per slot role) -> one value per stage or grid point
     patterns: int = 1  # how many patterns were averaged into it
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,6 +305,7 @@ class DesignRule:
     levels: tuple[RuleLevel, ...]
     sources: tuple[Provenance, ...] = ()
     name: str | None = None
+    positions: tuple[float, ...] | None = None  # depth rules: where the values sit (default: the grid)
 
     @property
     def domain(self) -> str:
@@ -330,7 +361,7 @@ class DesignRule:
                 return out
         return dict(lv[-1].values)  # pragma: no cover
 
-    def apply(self, target: Architecture, budget: float, tolerance: float = 0.005) -> Architecture:
+    def apply(self, target: Architecture, budget: "Budget | float", tolerance: float = TOLERANCE) -> Architecture:
         return apply_rule(self, target, budget, tolerance=tolerance)
 
     # -- (de)serialisation --------------------------------------------------------------------
@@ -342,6 +373,8 @@ class DesignRule:
             "description": kind.description,
             "resolution": self.resolution,
         }
+        if self.kind == "depth":
+            d["positions"] = [round(x, 6) for x in (self.positions or grid(self.resolution))]
         if self.name:
             d["name"] = self.name
         d["levels"] = [lv.to_dict() for lv in self.levels]
@@ -363,7 +396,7 @@ class DesignRule:
             raise ConfigError(f"{source} is {what}, not a design rule; give a rule.yaml written by "
                               "`prunesearch discover` (or fit one with prunesearch.rules.fit_rule)")
         version = d["prunesearch_rule"]
-        if version != RULE_FORMAT:
+        if version not in READ_FORMATS:
             raise ConfigError(f"{source}: rule format version {version!r} is not supported (this prunesearch reads "
                               f"version {RULE_FORMAT}); refit the rule with this version (`prunesearch discover`)")
         kind = d.get("kind")
@@ -402,7 +435,21 @@ class DesignRule:
             raise ConfigError(f"{source}: 'sources' must be a list of provenance mappings, got {type(sources_raw).__name__}")
         sources = tuple(Provenance.from_dict(p, f"{source}: sources") for p in sources_raw)
         name = d.get("name")
-        return cls(str(kind), res, tuple(levels), sources, str(name) if name is not None else None)
+        positions = None
+        if kind == "depth":
+            if version == 1:  # format 1 read depth profiles at bin centres
+                positions = tuple((j + 0.5) / res for j in range(res))
+            elif "positions" in d:
+                pos = d["positions"]
+                if (not isinstance(pos, list) or len(pos) != res or any(
+                        isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 <= x <= 1 for x in pos)
+                        or list(pos) != sorted(pos)):
+                    raise ConfigError(f"{source}: 'positions' must be {res} increasing relative depths in [0, 1], got {pos!r}")
+                positions = tuple(float(x) for x in pos)
+        if all(max(v) <= 0 for lv in levels for v in lv.values.values()):
+            raise ConfigError(f"{source}: every value of the rule is 0, so it says nothing about which layers to keep; "
+                              "refit it from a pruned architecture")
+        return cls(str(kind), res, tuple(levels), sources, str(name) if name is not None else None, positions)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -412,14 +459,15 @@ def fit_rule(
     patterns: WidthPattern | Sequence[WidthPattern],
     kind: str = "stage",
     *,
-    bins: int | None = None,
+    bins: int | str | None = None,
     num_stages: int | None = None,
     name: str | None = None,
 ) -> DesignRule:
     """Fit a rule of ``kind`` (``stage``, ``depth``, ``sparsity``) from one or more patterns.
 
     Patterns at the same parameter fraction (to 3 decimals) are averaged into one level; levels are
-    kept apart so the rule can interpolate between them. ``bins``: depth bins (default 8);
+    kept apart so the rule can interpolate between them. ``bins``: depth grid points (default 8;
+    ``"full"``: one per slot of the largest source, so the rule reproduces its source);
     ``num_stages``: the stage resolution (default: the most stages among the patterns)."""
     pats = [patterns] if isinstance(patterns, WidthPattern) else list(patterns)
     if not pats:
@@ -446,43 +494,47 @@ def fit_rule(
             rows = [prof[k] for prof in profs if k in prof]
             values[k] = tuple(sum(col) / len(col) for col in zip(*rows))
         levels.append(RuleLevel(sum(exact[key]) / len(exact[key]), values, len(profs)))
-    return DesignRule(kind, n, tuple(levels), tuple(p.provenance for p in pats), name)
+    positions = tuple(grid(n)) if kind == "depth" else None
+    return DesignRule(kind, n, tuple(levels), tuple(p.provenance for p in pats), name, positions)
 
 
 def apply_rule(
     rule: DesignRule,
     target: Architecture,
-    budget: float,
-    tolerance: float = 0.005,
+    budget: "Budget | float",
+    tolerance: float = TOLERANCE,
     domain: str | None = None,
 ) -> Architecture:
     """The architecture ``rule`` gives ``target``'s model (any family, any depth) at ``budget``
-    (fraction of the unpruned target's params if <= 1, else a parameter count).
+    (a :class:`~prunesearch.arch.Budget`, or a number: a fraction of the unpruned target's params
+    if <= 1, else a count).
 
     Widths: ``scale_to_budget(unpruned(target), budget, keep_ratios)``; densities:
-    ``scale_densities_to_budget`` on the unpruned widths. ``domain`` (``width``/``density``), when
-    given, is what the caller expects: a rule of the other domain raises ConfigError."""
+    ``scale_densities_to_budget`` on the unpruned widths. The rule level is read at the budget's
+    fraction of the target (of its own kind for MAC budgets). ``domain`` (``width``/``density``),
+    when given, is what the caller expects: a rule of the other domain raises ConfigError."""
     if domain is not None and domain != rule.domain:
         if rule.domain == "density":
             hint = "it sets per-conv densities (unstructured sparsity), not widths; use a stage or depth rule"
         else:
             hint = "it sets widths, not per-conv densities; use a sparsity rule (fitted from an unstructured method)"
         raise ConfigError(f"rule {rule.describe()} cannot be applied as a {domain} rule: {hint}")
-    rk = RULE_KINDS.get(rule.kind)
+    b = Budget.of(budget)
     base = unpruned(target)
-    fraction = resolve_budget(base, budget) / count_params(base)
-    values = rule.profile(fraction)
-    ratios = [max(MIN_RATIO, v) for v in rk.target_values(values, rule.resolution, base)]
+    ratios = [max(MIN_RATIO, v) for v in rule_keep_ratios(rule, base, b)]
     if rule.domain == "density":
-        return scale_densities_to_budget(base, budget, ratios, tolerance)
-    return scale_to_budget(base, budget, ratios, tolerance)
+        return scale_densities_to_budget(base, b, ratios, tolerance)
+    return scale_to_budget(base, b, ratios, tolerance)
 
 
-def rule_keep_ratios(rule: DesignRule, target: Architecture, budget: float) -> list[float]:
-    """The unscaled per-slot (or per-conv) values ``rule`` gives ``target`` at ``budget`` (for display)."""
+def rule_keep_ratios(rule: DesignRule, target: Architecture, budget: "Budget | float") -> list[float]:
+    """The unscaled per-slot (or per-conv) values ``rule`` gives ``target`` at ``budget``."""
+    b = Budget.of(budget)
     base = unpruned(target)
-    fraction = resolve_budget(base, budget) / count_params(base)
-    return RULE_KINDS.get(rule.kind).target_values(rule.profile(fraction), rule.resolution, base)
+    values = rule.profile(b.fraction_of(base))
+    if all(max(v) <= 0 for v in values.values()):
+        raise ConfigError(f"{rule.describe()} keeps nothing at budget {b.label()} (every value is 0); refit it")
+    return RULE_KINDS.get(rule.kind).target_values(values, rule.resolution, base, rule.positions)
 
 
 def save_rule(rule: DesignRule, path: str | os.PathLike) -> Path:
@@ -508,16 +560,59 @@ def rule_path(path: str | os.PathLike, kind: str | None = None) -> Path:
                               "dir or a rule file")
         return candidate
     if not p.exists():
-        raise ConfigError(f"rule file {p} does not exist; give a rule.yaml or a `prunesearch discover` run dir")
+        from ..arch import NAMED_VARIANTS
+
+        raise ConfigError(f"rule file {p} does not exist; give a rule.yaml, a `prunesearch discover` run dir or a "
+                          f"published variant ({', '.join(sorted(NAMED_VARIANTS))})")
     return p
 
 
+def variant_rule(name: str, kind: str = "stage") -> DesignRule:
+    """The rule a published pruned variant (``resnet56-b``, ``vgg16-a``, ...) implies: its width
+    pattern fitted at full resolution (depth rules: one grid point per slot), so applied to its own
+    model at its own size it gives the variant back."""
+    from ..arch import NAMED_VARIANTS, resolve_model
+    from ..arch.io import VARIANT_METHOD
+    from .pattern import extract_pattern
+
+    key = name.strip().lower()
+    if key not in NAMED_VARIANTS:
+        raise ConfigError(f"unknown published variant '{name}'{suggest(key, NAMED_VARIANTS)}; known: "
+                          f"{', '.join(sorted(NAMED_VARIANTS))}")
+    if kind not in ("stage", "depth"):
+        raise ConfigError(f"a published variant gives a width rule: choose kind stage or depth, not {kind}")
+    arch = resolve_model(key)
+    pattern = extract_pattern(arch, {"model": arch.model_name, "method": VARIANT_METHOD.get(key),
+                                     "extra": {"variant": key}})
+    return fit_rule(pattern, kind, bins="full" if kind == "depth" else None, name=key)
+
+
+def is_variant(name: Any) -> bool:
+    from ..arch import NAMED_VARIANTS
+
+    return isinstance(name, str) and name.strip().lower() in NAMED_VARIANTS and not Path(name).expanduser().exists()
+
+
 def load_rule(path: str | os.PathLike, kind: str | None = None) -> DesignRule:
-    """Read a rule file (YAML/JSON) or the rule of a discover run dir. ``kind``: in a run dir, pick
-    ``rules/<kind>.yaml``; for a file, require that kind."""
+    """Read a rule file (YAML/JSON), the rule of a discover run dir, or the rule of a published
+    variant name (``resnet56-b``). ``kind``: in a run dir, pick ``rules/<kind>.yaml``; for a file,
+    require that kind; for a variant, fit that kind (default stage)."""
+    if is_variant(str(path)):
+        return variant_rule(str(path), kind or "stage")
     p = rule_path(path, kind)
     rule = DesignRule.from_dict(read_document(p, "rule"), source=str(p))
     if kind is not None and rule.kind != kind:
         raise ConfigError(f"{p} holds a {rule.kind} rule, not a {kind} rule; give the {kind} rule's file "
                           f"(a discover run keeps every fitted rule in DIR/rules/)")
     return rule
+
+
+def fit_rules(patterns: Sequence[WidthPattern], primary: str | None = None) -> tuple[dict[str, DesignRule], str]:
+    """Every rule kind the patterns support (stage and depth for widths, sparsity for densities),
+    and which one is primary (default: the first)."""
+    density = patterns[0].quantity == "density"
+    kinds = ["sparsity"] if density else ["stage", "depth"]
+    if primary is not None and primary not in kinds:
+        raise ConfigError(f"rule kind '{primary}' cannot be fitted from {'density' if density else 'width'} patterns; "
+                          f"choose {' or '.join(kinds)}")
+    return {k: fit_rule(patterns, k) for k in kinds}, primary or kinds[0]

@@ -11,7 +11,7 @@ from .device import (
     resolve_device,
     resolve_precision,
 )
-from .loop import EpochStats, ProgressEvent, TrainHook, TrainResult, evaluate, train
+from .loop import EpochStats, ProgressEvent, TrainHook, TrainResult, accuracy, train
 from .recipe import (
     BUILTIN as BUILTIN_RECIPES,
     Recipe,
@@ -31,7 +31,7 @@ __all__ = [
     "TrainResult",
     "cpu_has_native_bf16",
     "default_threads",
-    "evaluate",
+    "accuracy",
     "get_recipe",
     "load_checkpoint",
     "load_recipe",

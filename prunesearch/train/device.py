@@ -8,6 +8,7 @@ import os
 import torch
 
 from ..errors import DeviceError
+from ..machine import default_threads  # noqa: F401  (re-exported: the trainer's default thread count)
 
 
 def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
@@ -35,22 +36,6 @@ def resolve_device(text: str | torch.device | None = "auto") -> torch.device:
             raise DeviceError(f"device '{text}' requested but this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1}); pick one of those")
         return torch.device("cuda", index)
     raise DeviceError(f"device '{text}' is not known; use auto, cpu, cuda or cuda:N")
-
-
-def default_threads() -> int:
-    """Free cores: usable cores minus the 1-minute load average (rounded), at least 1.
-
-    On a shared machine ``torch.set_num_threads(all cores)`` collapses 3-8x as soon as another
-    process holds a core (REFERENCE §7): each step waits for the slowest thread."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 @functools.lru_cache(maxsize=1)

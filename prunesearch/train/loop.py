@@ -66,9 +66,10 @@ class EpochStats:
     lr: float
     train_loss: float  # mean cross-entropy over the epoch's batches
     train_acc: float  # fraction, on augmented batches
-    test_acc: float | None  # fraction; None when not evaluated this epoch
+    test_acc: float | None  # fraction; None when not evaluated this epoch (reported, never chosen on)
     seconds: float  # wall time of the epoch, evaluation included
     images_per_second: float  # training images / time in training steps
+    val_acc: float | None = None  # fraction, on the validation split; what choices are made on
 
 
 @dataclass(frozen=True)
@@ -81,15 +82,25 @@ class ProgressEvent:
     loss: float | None = None  # running mean train loss of the epoch
     lr: float | None = None
     test_acc: float | None = None
-    best_acc: float | None = None
+    best_acc: float | None = None  # best test accuracy so far (the reference's optimistic number)
     images_per_second: float | None = None
     elapsed: float = 0.0  # seconds since the run (or the resume) started
     stats: EpochStats | None = None  # "epoch" events
+    val_acc: float | None = None
+    best_val_acc: float | None = None
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    best_acc: float  # best test accuracy over evaluated epochs (the paper's metric), fraction
+    """What a run achieved. Accuracies are fractions.
+
+    The honest numbers are the final epoch's (``final_acc`` on test, ``val_acc`` on validation) and
+    ``test_at_best_val`` (test accuracy at the epoch with the best validation accuracy: a choice made
+    on validation). ``best_acc`` is the reference code's convention, the best *test* accuracy over
+    epochs: it selects on the test set, so it is optimistic; it is kept, labelled, for comparison
+    with published numbers."""
+
+    best_acc: float  # best test accuracy over evaluated epochs (reference convention: optimistic)
     final_acc: float  # test accuracy after the last epoch
     history: tuple[EpochStats, ...]
     train_seconds: float  # wall time of all epochs (evaluation included), summed across resumes
@@ -102,6 +113,15 @@ class TrainResult:
     resumed_from: int | None = None  # epochs already done in the checkpoint we resumed from
     dataset: str = ""
     synthetic: bool = False
+    val_acc: float | None = None  # validation accuracy after the last epoch
+    best_val_acc: float | None = None  # best validation accuracy over evaluated epochs
+    best_val_epoch: int | None = None  # 1-based epoch of best_val_acc (the first, on ties)
+    test_at_best_val: float | None = None  # test accuracy at best_val_epoch
+    split: dict[str, Any] | None = None  # the data split (val_fraction, split_seed, sizes)
+
+    @property
+    def final_test_acc(self) -> float:
+        return self.final_acc
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -109,8 +129,9 @@ class TrainResult:
         return d
 
 
-def evaluate(model: nn.Module, batches, amp_dtype: torch.dtype | None, device: torch.device) -> float:
-    """Top-1 accuracy (fraction) of ``model`` over ``batches`` of (x, y); restores train mode."""
+def accuracy(model: nn.Module, batches, amp_dtype: torch.dtype | None, device: torch.device) -> float | None:
+    """Top-1 accuracy (fraction) of ``model`` over ``batches`` of (x, y), None when there are none;
+    restores train mode."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -120,7 +141,7 @@ def evaluate(model: nn.Module, batches, amp_dtype: torch.dtype | None, device: t
             correct += (model(x).argmax(1) == y).sum()
             total += len(y)
     model.train(was_training)
-    return float(correct) / max(1, total)
+    return float(correct) / total if total else None
 
 
 def _make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
@@ -137,7 +158,8 @@ def _run_key(recipe: Recipe, seed: int, data: Dataset) -> dict[str, Any]:
     d = recipe.to_dict()
     for k in ("name", "description", "checkpoint_every", "eval_every", "eval_batch_size", "compile", "extra"):
         d.pop(k, None)
-    return {"recipe": d, "seed": int(seed), "dataset": data.name, "num_train": data.num_train}
+    return {"recipe": d, "seed": int(seed), "dataset": data.name, "num_train": data.num_train,
+            "val_fraction": data.val_fraction, "split_seed": data.split_seed}
 
 
 def train(
@@ -328,29 +350,37 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
             with torch.no_grad():
                 for h in hooks:
                     h.on_epoch_end(model, epoch)
-        test_acc = None
+        test_acc = val_acc = None
         if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-            test_acc = evaluate(run_model, dd.test_batches(recipe.eval_batch_size), amp_dtype, device)
-            best_acc = max(best_acc, test_acc)
+            val_acc = accuracy(run_model, dd.val_batches(recipe.eval_batch_size), amp_dtype, device)
+            test_acc = accuracy(run_model, dd.test_batches(recipe.eval_batch_size), amp_dtype, device)
+            if test_acc is not None:
+                best_acc = max(best_acc, test_acc)
         total_images += seen
         total_step_seconds += step_seconds
         stats = EpochStats(
             epoch=epoch + 1, lr=lr, train_loss=float(losses.mean()), train_acc=float(correct) / max(1, seen),
             test_acc=test_acc, seconds=time.perf_counter() - t_epoch,
-            images_per_second=seen / max(step_seconds, 1e-9),
+            images_per_second=seen / max(step_seconds, 1e-9), val_acc=val_acc,
         )
         history.append(stats)
         if ckpt_path is not None and ((epoch + 1) % recipe.checkpoint_every == 0 or epoch + 1 == recipe.epochs):
             checkpoint(epoch + 1, prior_seconds + time.perf_counter() - t_run, total_images, total_step_seconds)
+        vals = [h.val_acc for h in history if h.val_acc is not None]
         emit(ProgressEvent("epoch", epoch + 1, recipe.epochs, steps, steps, loss=stats.train_loss, lr=lr,
                            test_acc=test_acc, best_acc=best_acc, images_per_second=stats.images_per_second,
-                           elapsed=time.perf_counter() - t_run, stats=stats))
+                           elapsed=time.perf_counter() - t_run, stats=stats, val_acc=val_acc,
+                           best_val_acc=max(vals) if vals else None))
 
     train_seconds = prior_seconds + time.perf_counter() - t_run
     if channels_last:  # hand the model back in the default layout (pruning code may .view weights)
         model.to(memory_format=torch.contiguous_format)
     evaluated = [h.test_acc for h in history if h.test_acc is not None]
     final_acc = evaluated[-1] if evaluated else 0.0
+    # The choice of an epoch is made on validation only (first best on ties); its test accuracy is
+    # then read, never compared.
+    with_val = [h for h in history if h.val_acc is not None]
+    best_val = max(with_val, key=lambda h: (h.val_acc, -h.epoch)) if with_val else None
     result = TrainResult(
         best_acc=max(evaluated) if evaluated else 0.0,
         final_acc=final_acc,
@@ -365,9 +395,15 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
         resumed_from=resumed_from,
         dataset=data.name,
         synthetic=data.synthetic,
+        val_acc=with_val[-1].val_acc if with_val and with_val[-1].epoch == recipe.epochs else None,
+        best_val_acc=best_val.val_acc if best_val else None,
+        best_val_epoch=best_val.epoch if best_val else None,
+        test_at_best_val=best_val.test_acc if best_val else None,
+        split=data.split,
     )
     emit(ProgressEvent("end", recipe.epochs, recipe.epochs, test_acc=final_acc, best_acc=result.best_acc,
-                       images_per_second=result.images_per_second, elapsed=time.perf_counter() - t_run))
+                       images_per_second=result.images_per_second, elapsed=time.perf_counter() - t_run,
+                       val_acc=result.val_acc, best_val_acc=result.best_val_acc))
     return result
 
 

@@ -80,6 +80,13 @@ class Recipe:
     def lr_at(self, epoch: int) -> float:
         return self.lr * self.lr_gamma ** sum(1 for m in self.milestone_epochs() if epoch >= m)
 
+    def lr_sum(self, num_train: int) -> float:
+        """Sum of the learning rate over every optimiser step of a run on ``num_train`` images (what
+        a per-step penalty such as slimming's adds up to, divided by its strength)."""
+        full, rest = divmod(int(num_train), self.batch_size)
+        steps = full + (1 if rest >= 2 else 0)  # as the trainer: a 1-image batch is dropped
+        return steps * sum(self.lr_at(e) for e in range(self.epochs))
+
     def replace(self, **changes: Any) -> "Recipe":
         _check_keys(changes, self.name)
         return dataclasses.replace(self, **changes)
