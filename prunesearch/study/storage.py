@@ -39,6 +39,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import StorageError
+from ..urls import is_url, mask_url, scrub  # noqa: F401  (re-exported: one place for URL secrets)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
@@ -46,12 +47,6 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
 
 HEARTBEAT_ATTR = "prunesearch:heartbeat"  # unix time of the last heartbeat (journal storage)
-_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_PW_RE = re.compile(r"(?P<head>^[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@)")
-
-
-def is_url(storage: str) -> bool:
-    return bool(_URL_RE.match(str(storage)))
 
 
 def journal_path(storage: str) -> Path | None:
@@ -63,32 +58,6 @@ def journal_path(storage: str) -> Path | None:
             s = s[2:]
         return Path(s).expanduser()
     return None if is_url(s) else Path(s).expanduser()
-
-
-def _password(url: str) -> str | None:
-    m = _PW_RE.match(url)
-    return m.group("pw") if m and m.group("pw") else None
-
-
-def mask_url(storage: str) -> str:
-    """The storage as it may be shown or written: no password (``user@host``), journal paths as-is."""
-    s = str(storage)
-    if not is_url(s):
-        return s
-    return _PW_RE.sub(lambda m: m.group("head")[:-1] + m.group("tail"), s, count=1)
-
-
-def scrub(text: str, storage: str) -> str:
-    """``text`` with the storage's password (raw and URL-encoded) removed."""
-    pw = _password(str(storage))
-    out = str(text)
-    if pw:
-        from urllib.parse import unquote
-
-        for p in {pw, unquote(pw)}:
-            if p:
-                out = out.replace(p, "***")
-    return out
 
 
 def describe_storage(storage: str) -> str:
