@@ -79,8 +79,8 @@ def storage_url(text: str, run_dir: Path) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from prunesearch.study import load_spec, prepare_study
-    from prunesearch.study.runner import RESULT_KEYS
+    from prunesearch.study import load_spec, prepare
+    from prunesearch.study.queue import RESULT_KEYS
 
     import optuna
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = (args.trials + 1) // 2
     spec.write_text(SPEC.format(name=name, epochs=args.epochs, seeds=list(range(seeds))))
     plan = load_spec(spec)
-    prepared = prepare_study(plan, storage)
+    prepared = prepare(plan, storage)
     planned_slots = {t.user_attrs["slot"] for t in prepared.study.get_trials()}
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), PRUNESEARCH_STORAGE=storage)

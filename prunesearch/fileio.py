@@ -1,29 +1,80 @@
-"""File I/O shared by every package. Atomic writes (temp file in the same folder, fsync, rename): a
-reader never sees a torn file, and a crash leaves either the old file or the new one. Spec reading
-with one-line errors. Torch-free."""
+"""File I/O shared by every package: the one atomic writer and the one spec/document reader.
+
+Atomic writes: a temp file in the same folder (``mkstemp``: an unpredictable name, created with
+O_EXCL and mode 0o600, so it never follows a planted symlink and is private), fsync, rename. A
+reader never sees a torn file, and a crash leaves either the old file or the new one. Folders are
+created 0o700 (results, checkpoints and storages can be sensitive on shared machines). Spec
+reading with one-line errors. Torch-free."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def make_private_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) as 0o700 and check it is writable; OSError otherwise."""
+    p = Path(path).expanduser()
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not os.access(p, os.W_OK | os.X_OK):  # read-only mount (EROFS) or permissions; touches nothing
+        raise PermissionError(13, "Permission denied", str(p))
+    return p
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], kill_at: str | None = "file-write") -> Path:
+    """Write ``path`` atomically: ``write(f)`` fills a private temp file beside it, which is fsynced
+    and renamed over ``path``. ``PRUNESEARCH_KILL_AT=<kill_at>`` kills the process between the two
+    (reliability tests; checkpoints count as ``checkpoint-write``, other files as ``file-write``)."""
+    from .faults import kill_point
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _remove_dead_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        if kill_at:
+            kill_point(kill_at)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Remove temp files of ``path`` left by writers that were killed (their PID is gone); a live
+    writer's temp file (another process writing the same file now) is left alone."""
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        parts = tmp.name[len(path.name) + 2:].split(".")
+        if not parts or not parts[0].isdigit():
+            continue
+        pid = int(parts[0])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, OSError):
+            pass
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -152,11 +152,17 @@ class RethinkRecord:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_trial_record(self) -> TrialRecord:
+        extra: dict[str, Any] = {k: v for k, v in (("ratio", self.ratio), ("variant", self.variant)) if v is not None}
+        final = self.final_acc
+        if final is None and self.state == COMPLETE and self.best_acc is not None:
+            # an old rethink.jsonl recorded only the best test accuracy over epochs: shown, and labelled
+            final = self.best_acc
+            extra["legacy_best_acc"] = True
         return TrialRecord(
             generator="rethink", budget=float(self.budget or 0.0), param_budget=0, seed=self.seed, arch=dict(self.arch),
             arch_id="", params=self.params, macs=self.macs, dataset=self.dataset, recipe=dict(self.recipe),
-            state=self.state, best_acc=self.best_acc, final_acc=self.final_acc, train_seconds=self.train_seconds,
+            state=self.state, best_acc=self.best_acc, final_acc=final, train_seconds=self.train_seconds,
             epochs=self.epochs, fail_reason=self.fail_reason, method=self.method, versions=dict(self.versions),
-            extra={k: v for k, v in (("ratio", self.ratio), ("variant", self.variant)) if v is not None},
+            extra=extra,
             task=RETHINK, arm=self.arm, model=self.model, lr=self.lr,
         )

@@ -84,10 +84,10 @@ def truncated_checkpoint(tmp: Path) -> str:
 
 
 def journal_with_study(tmp: Path) -> str:
-    from prunesearch.study import load_spec, prepare_study
+    from prunesearch.study import load_spec, prepare
 
     journal = str(tmp / "j" / "journal.log")
-    prepare_study(load_spec(spec(tmp, name="present.yaml", **{"name: bad": "name: present"})), journal)
+    prepare(load_spec(spec(tmp, name="present.yaml", **{"name: bad": "name: present"})), journal)
     return journal
 
 
@@ -178,7 +178,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "rethink --out under a regular file": (
         lambda t: ["rethink", str(Path(__file__).resolve().parents[1] / "search_spaces" / "paper" / "l1norm-resnet110-a.yaml"),
                    "--smoke", "--device", "cpu", "--out", read_only_parent(t)],
-        ["a-file/run", "cannot be created", "give --out a writable directory"]),
+        ["a-file/run", "not writable", "give --out a writable directory"]),
     "study storage unreachable": (
         lambda t: ["study", spec(t), "--device", "cpu", "--storage", PG_DOWN, "--out", str(t / "run")],
         ["cannot reach storage", "alice@127.0.0.1:1", "check the URL"]),

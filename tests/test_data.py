@@ -24,13 +24,15 @@ from prunesearch.errors import ConfigError, DataError
 def test_cifar_fixture_loads_through_torchvision(tmp_path, monkeypatch, kind):
     patch_md5s(monkeypatch, kind, write_cifar(tmp_path, kind, per_batch=6, n_test=8))
     d = load_dataset(kind, data_dir=tmp_path)
-    assert d.train_x.shape == (30, 3, 32, 32) and d.train_x.dtype == torch.uint8
+    # 30 training images: a stratified 10 % validation split (at least one per class) is carved out
+    assert d.num_train + d.num_val == 30 and d.num_val >= 1 and d.train_x.dtype == torch.uint8
+    assert d.train_x.shape[1:] == (3, 32, 32) and d.val_x.shape[1:] == (3, 32, 32)
     assert d.test_x.shape == (8, 3, 32, 32) and d.test_y.dtype == torch.int64
     assert d.num_classes == (10 if kind == "cifar10" else 100)
     assert (d.in_channels, d.image_size, d.synthetic, d.flip_ok) == (3, 32, False, True)
     assert d.mean == CIFAR_MEAN and d.std == CIFAR_STD
     # R, G, B planes -> channels 0, 1, 2; the fixture stores 10*c + label%10 at pixel (c, 0, 0).
-    for x, y in ((d.train_x, d.train_y), (d.test_x, d.test_y)):
+    for x, y in ((d.train_x, d.train_y), (d.val_x, d.val_y), (d.test_x, d.test_y)):
         for c in range(3):
             assert torch.equal(x[:, c, 0, 0].long(), 10 * c + y % 10)
 
@@ -38,7 +40,7 @@ def test_cifar_fixture_loads_through_torchvision(tmp_path, monkeypatch, kind):
 def test_cifar_accepts_the_extracted_folder_itself(tmp_path, monkeypatch):
     patch_md5s(monkeypatch, "cifar10", write_cifar(tmp_path))
     d = load_dataset("cifar10", data_dir=tmp_path / "cifar-10-batches-py")
-    assert d.num_train == 30
+    assert d.num_train + d.num_val == 30
 
 
 def test_cifar_missing_dir_is_one_line_data_error(tmp_path):
@@ -70,9 +72,11 @@ def test_unknown_dataset_suggests():
 # ------------------------------------------------------------------------------ small real sets
 def test_mnist5k_balanced_fixed_split():
     d = load_dataset("mnist5k")
-    assert d.num_train == 4000 and d.num_test == 1000
-    assert d.train_x.shape == (4000, 1, 32, 32) and d.train_x.dtype == torch.uint8
-    assert torch.bincount(d.train_y).tolist() == [400] * 10
+    assert d.num_train == 3600 and d.num_val == 400 and d.num_test == 1000  # validation: 10 % of each class
+    assert d.train_x.shape == (3600, 1, 32, 32) and d.train_x.dtype == torch.uint8
+    assert torch.bincount(d.train_y).tolist() == [360] * 10
+    assert torch.bincount(d.val_y).tolist() == [40] * 10
+    assert d.split == {"val_fraction": 0.1, "split_seed": 0, "train": 3600, "val": 400, "test": 1000}
     assert torch.bincount(d.test_y).tolist() == [100] * 10
     # padded 28 -> 32 with zeros; real digits have ink
     assert int(d.train_x[:, :, :2].max()) == 0 and int(d.train_x[:, :, :, -2:].max()) == 0
@@ -88,7 +92,7 @@ def test_mnist5k_balanced_fixed_split():
 
 def test_digits_upscaled_and_split():
     d = load_dataset("digits")
-    assert d.num_train + d.num_test == 1797
+    assert d.num_train + d.num_val + d.num_test == 1797 and d.num_val > 0
     assert d.train_x.shape[1:] == (1, 32, 32) and int(d.train_x.max()) == 255
     # 4x pixel repetition: each 4x4 block is constant
     blocks = d.train_x[:5, 0].reshape(5, 8, 4, 8, 4)
@@ -99,7 +103,7 @@ def test_digits_upscaled_and_split():
 def test_synthetic_is_marked_synthetic():
     d = load_dataset("synthetic", n_train=64, n_test=32)
     assert d.synthetic and "SYNTHETIC" in d.describe() and "SYNTHETIC" in repr(d)
-    assert d.train_x.shape == (64, 3, 32, 32)
+    assert d.train_x.shape[1:] == (3, 32, 32) and d.num_train + d.num_val == 64
     with pytest.raises(ConfigError, match="synthetic options"):
         load_dataset("synthetic", bogus=1)
 
@@ -115,10 +119,10 @@ def test_stratified_split_fraction():
 def test_imagefolder_resident_and_streamed(tmp_path):
     write_image_folder(tmp_path)
     d = load_dataset(f"imagefolder:{tmp_path}", image_size=16, workers=0)
-    assert d.resident and d.train_x.shape == (6, 3, 16, 16) and d.num_classes == 2
+    assert d.resident and d.train_x.shape[1:] == (3, 16, 16) and d.num_train + d.num_val == 6 and d.num_classes == 2
     assert d.info["classes"] == ["cat", "dog"] and d.crop_pad == 2
     s = load_dataset(f"imagefolder:{tmp_path}", image_size=16, workers=0, max_resident_bytes=0)
-    assert not s.resident and s.num_train == 6 and s.num_test == 6
+    assert not s.resident and s.num_train + s.num_val == 6 and s.num_test == 6
     x, y = s.train_stream[0]
     assert x.shape == (3, 16, 16) and x.dtype == torch.uint8
     assert torch.equal(x, d.train_x[0])
@@ -168,7 +172,8 @@ def test_device_data_batches_normalised_and_cover_epoch():
         assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
         ys.append(y)
         shapes.append(len(y))
-    assert shapes == [32, 32, 32, 4] and dd.steps_per_epoch(32) == 4
+    assert d.num_train == 90  # 10 of the 100 are the validation split
+    assert shapes == [32, 32, 26] and dd.steps_per_epoch(32) == 3
     assert torch.equal(torch.cat(ys).sort().values, d.train_y.sort().values)  # a permutation
     # normalisation equals torchvision's ToTensor + Normalize
     import torchvision.transforms.functional as TF

@@ -183,7 +183,7 @@ def test_diverged_trials_are_reported_failed_with_reason_not_as_accuracy(tmp_pat
     spec = write_spec(tmp_path, "nan", epochs=1, seeds="[0, 1]")
     spec.write_text(spec.read_text().replace("batch_size: 32", "batch_size: 32, lr: 1.0e+12"))
     out = tmp_path / "run"
-    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 0
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 1
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert s["failed"] == 4 and s["complete"] == 0  # every trial ran (the study went on after a failure)
     assert main(["report", str(out), "--json"]) == 0
@@ -198,7 +198,7 @@ def test_diverged_trials_are_reported_failed_with_reason_not_as_accuracy(tmp_pat
     import csv
 
     rows = list(csv.DictReader((out / "report" / "trials.csv").open()))
-    assert len(rows) == 4 and all(r["state"] == "failed" and r["best_acc_pct"] == "" for r in rows)
+    assert len(rows) == 4 and all(r["state"] == "failed" and r["test_acc_pct"] == "" for r in rows)
     assert all(r["fail_reason"].startswith("diverged") for r in rows)
     md = (out / "report" / "report.md").read_text()
     assert "failed: diverged" in md
@@ -229,8 +229,8 @@ def test_run_dirs_are_private_and_names_cannot_escape(tmp_path, capsys, monkeypa
     """Run dirs are 0o700 (the umask can only narrow it), the journal 0o600; files inside follow the
     umask but sit in the private dir. A study whose name would be a path (created in a shared
     storage by another tool) writes nothing outside the working directory."""
-    from prunesearch.study import load_spec, plan_trials, resolve_base
-    from prunesearch.study.runner import PLAN_ATTR
+    from prunesearch.resolve import plan_base as resolve_base
+    from prunesearch.study import PLAN_ATTR, load_spec, plan_trials
 
     work = tmp_path / "work"
     work.mkdir()

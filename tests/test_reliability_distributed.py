@@ -19,9 +19,10 @@ import optuna
 import pytest
 
 from prunesearch.records import COMPLETE
-from prunesearch.study import load_records, load_spec, prepare_study
-from prunesearch.study.runner import RESULT_KEYS
-from prunesearch.study.storage import _password, open_storage
+from prunesearch.study import load_records, load_spec, prepare
+from prunesearch.study.queue import RESULT_KEYS
+from prunesearch.study.storage import open_storage
+from prunesearch.urls import url_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +55,7 @@ def check_three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str,
     # uniform and searched with min_multiplier 1 (= the uniform architecture) share cache keys
     plan = load_spec(write_spec(tmp_path, budgets, seeds,
                                 "{uniform: {}, random: {}, searched: {trials: 1, min_multiplier: 1.0}}"))
-    assert prepare_study(plan, storage).enqueued == planned
+    assert prepare(plan, storage).enqueued == planned
     cmd = [sys.executable, "-m", "prunesearch", "worker", "--study", plan.name, "--device", "cpu",
            "--out", str(tmp_path / "w"), "--json"]
     e = dict(env(), PRUNESEARCH_STORAGE=storage)  # as `study --workers` passes it: not in argv
@@ -64,8 +65,7 @@ def check_three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str,
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
-        pw = _password(storage)
-        assert not pw or pw not in out + err  # workers print trial lines, never the password
+        assert not any(pw in out + err for pw in url_secrets(storage))  # trial lines, never the password
         outs.append(json.loads(out.strip().splitlines()[-1]))
     trials = optuna.load_study(study_name=plan.name, storage=open_storage(storage, create=False)).get_trials()
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -78,7 +78,8 @@ def check_three_workers_exactly_once(tmp_path: Path, storage: str, budgets: str,
     # no lost writes: every completed trial holds its full result, its worker and its versions
     for t in done:
         assert all(t.user_attrs.get(k) is not None for k in RESULT_KEYS), t.number
-        assert t.value == t.user_attrs["best_acc"] and t.user_attrs["worker"] and t.user_attrs["versions"]
+        # the objective Optuna sees is validation accuracy, never a test number
+        assert t.value == t.user_attrs["val_acc"] and t.user_attrs["worker"] and t.user_attrs["versions"]
     # the cache is shared: one training per distinct result, every cached trial copies a trained one
     by_number = {t.number: t for t in done}
     trained = [t for t in done if "cached_from" not in t.user_attrs]
@@ -120,7 +121,7 @@ def test_postgres_password_never_printed_or_written(tmp_path, pg_url):
     in the three-worker test), the
     report command, a worker joining, and a failing command with --debug: the password is in no
     output and in no file of the run."""
-    pw = _password(pg_url)
+    pw = url_secrets(pg_url)[0]
     assert pw and len(pw) >= 8
     spec = write_spec(tmp_path, "[0.5]", "[0]", "{uniform: {}, random: {}}")
     name = load_spec(spec).name

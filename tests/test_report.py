@@ -20,13 +20,13 @@ from prunesearch.report import (
     build_report,
     normalized_auc,
     pareto_front,
-    report_renderables,
     rule_profile_from_dict,
     sign_test,
     wilcoxon_signed_rank,
     write_records_jsonl,
     write_report,
 )
+from prunesearch.commands._render import report_renderables
 from prunesearch.report.render import all_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,8 +38,8 @@ def rec(gen: str, budget: float, seed: int, acc: float | None, *, state: str = "
     return TrialRecord(
         generator=gen, budget=budget, param_budget=int(budget * 100_000), seed=seed,
         arch={"family": "vgg", "depth": 16, "widths": widths or [8, 16, 32, 64]}, arch_id=f"{gen}-{budget}",
-        params=params, macs=params * 40, dataset="cifar10", recipe={"name": "fast"}, state=state, best_acc=acc,
-        fail_reason=reason, trial_number=trial,
+        params=params, macs=params * 40, dataset="cifar10", recipe={"name": "fast"}, state=state, final_acc=acc,
+        best_acc=acc, val_acc=acc, fail_reason=reason, trial_number=trial,
     )
 
 
@@ -122,7 +122,10 @@ def test_cell_table_values_against_hand_computation():
     row = next(r for r in md.rows if r[0] == "pruned")
     # mean 4.67 / 5 = 93.40 %; deviations -1.4, -0.9, -0.4, 1.6, 1.1 (%) -> std sqrt(6.70 / 4) = 1.29 %
     assert row[2] == "93.40 ± 1.29"
-    assert row[6] == "+1.40" and row[7] == "5/5" and row[8] == "0.062"
+    # gap with its 95 % t-interval: mean 1.4, sd of the differences 0.652 pp, t(0.975, 4) = 2.776
+    assert row[7] == "+1.40 [+0.59, +2.21]" and row[8] == "5/5" and row[10] == "0.062 / 0.062"
+    assert row[9].split(" / ")[0] == "0.009"  # paired t-test, two-sided (one cell: Holm changes nothing)
+    assert p.gap_ci.low == pytest.approx(0.014 - 2.7764451 * 0.0065192 / math.sqrt(5), abs=1e-6)
 
 
 def test_matched_seeds_win_rate_with_tie_and_loss():
@@ -244,7 +247,7 @@ def test_write_report_files_png_markdown_links_csv_html(tmp_path):
     assert all((written["md"].parent / link).is_file() for link in links)
     assert "(1/2)" in md  # the partial cell
     rows = list(csv.DictReader(written["cells_csv"].open()))
-    pruned = next(r for r in rows if r["generator"] == "pruned" and r["budget"] == "0.25")
+    pruned = next(r for r in rows if r["arm"] == "pruned" and r["budget"] == "0.25")
     assert float(pruned["gap_pp"]) == pytest.approx(1.4)
     assert float(pruned["sign_test_p_two_sided"]) == pytest.approx(0.0625)
     assert int(pruned["flops_2x_macs"]) == 2 * int(pruned["macs"])
@@ -369,9 +372,9 @@ def test_cli_storage_errors_mask_password(tmp_path, capsys):
 
 
 def test_mask_url():
-    from prunesearch.commands.report import mask_url
+    from prunesearch.urls import mask_url
 
-    assert mask_url("postgresql+psycopg://me:hunter2@db:5432/x") == "postgresql+psycopg://me:***@db:5432/x"
+    assert mask_url("postgresql+psycopg://me:hunter2@db:5432/x") == "postgresql+psycopg://me@db:5432/x"
     assert mask_url("journal:/tmp/j.log") == "journal:/tmp/j.log"
 
 
@@ -412,7 +415,7 @@ def test_cli_reads_a_real_journal_study_via_run_json(tmp_path, capsys):
     md = (d / "report" / "report.md").read_text()
     assert "(3/5)" in md  # 3 complete of the 5 seeds run.json plans
     rows = list(csv.DictReader((d / "report" / "cells.csv").open()))
-    assert rows[0]["generator"] == "uniform" and float(rows[0]["best_acc_mean_pct"]) == pytest.approx(91.0)
+    assert rows[0]["arm"] == "uniform" and float(rows[0]["test_acc_mean_pct"]) == pytest.approx(91.0)
     assert rows[0]["seeds_complete"] == "3" and rows[0]["seeds_planned"] == "5"
 
 

@@ -159,7 +159,8 @@ def test_specs_built_in_code_keep_their_paths(tmp_path):
 def test_a_missing_discover_run_fails_at_planning_with_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     p = _spec(tmp_path / "specs", {"guided": {"rule": "../runs/section5/none/rule.yaml"}, "uniform": {}})
-    from prunesearch.study import plan_trials, resolve_base
+    from prunesearch.resolve import plan_base as resolve_base
+    from prunesearch.study import plan_trials
 
     plan = load_spec(p)
     with pytest.raises(ConfigError) as e:
@@ -180,7 +181,8 @@ def _stand_in_discover_run(run: Path, budgets) -> None:
     base = resolve_model(model, num_classes=100 if dataset == "cifar100" else 10)
     ratios = [1.0 - 0.6 * s.rel_depth for s in get_family(base.family).slots(base)]
     patterns = []
-    for b in budgets:
+    for budget in budgets:
+        b = float(getattr(budget, "value", budget))
         arch = scale_to_budget(base, b, ratios)
         save_architecture(arch, run / "architectures" / f"pruned-b{b:g}.yaml", generator="pruned", budget=b,
                           method=method, model=model, dataset=dataset)
@@ -209,7 +211,7 @@ def test_full_spec_plans_every_arm_on_budget_once_its_discover_runs_exist(spec, 
         a = t.user_attrs
         assert abs(a["params"] - a["param_budget"]) <= 0.005 * a["param_budget"], (t.slot, a["params"])
     by = {(t.generator, t.budget): t.user_attrs["arch_id"] for t in trials if t.seed == 0}
-    for b in plan.budgets:  # the rule-designed arms are real non-uniform designs, not uniform copies
+    for b in (b.value for b in plan.budgets):  # the rule-designed arms are real designs, not uniform copies
         for g in ("guided", "transferred"):
             if g in plan.generators:
                 assert by[(g, b)] != by[("uniform", b)]

@@ -19,9 +19,16 @@ import pytest
 from prunesearch.cli import main
 from prunesearch.errors import StorageError
 from prunesearch.records import COMPLETE, INTERRUPTED
-from prunesearch.study import Worker, load_records, load_spec, prepare_study, propose_searched
-from prunesearch.study.runner import _pop_waiting
+from prunesearch.study import Worker, load_records, load_spec, prepare, propose_searched
 from prunesearch.study.storage import mask_url, open_storage
+
+
+def _pop_waiting(study) -> int | None:
+    """Claim the lowest-numbered WAITING trial (WAITING -> RUNNING) as a worker does."""
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        if study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.RUNNING):
+            return t._trial_id
+    return None
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +94,7 @@ def test_cache_reuses_the_same_architecture(tmp_path):
     p = spec(tmp_path, "cache", generators="{uniform: {}, searched: {trials: 1, min_multiplier: 1.0}}")
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
-    prepare_study(plan, journal)
+    prepare(plan, journal)
     s = Worker(journal, plan.name, device="cpu", run_dir=tmp_path).run()
     assert s.trained == 1 and s.cached == 1
     recs = {r.generator: r for r in load_records(journal, plan.name)}
@@ -96,7 +103,7 @@ def test_cache_reuses_the_same_architecture(tmp_path):
     assert recs["searched"].best_acc == recs["uniform"].best_acc
     # a second worker process later: the cache lives in the storage, not in a process
     plan2 = load_spec(spec(tmp_path, "cache", generators="{uniform: {}, searched: {trials: 2, min_multiplier: 1.0}}"))
-    assert prepare_study(plan2, journal).enqueued == 1
+    assert prepare(plan2, journal).enqueued == 1
     s2 = Worker(journal, plan.name, device="cpu", run_dir=tmp_path).run()
     assert s2.trained == 0 and s2.cached == 1
 
@@ -110,11 +117,12 @@ def test_searched_never_proposes_an_infeasible_candidate(tmp_path, model, budget
         dataset: synthetic
         recipe: smoke
         budgets: {budgets}
+        seeds: [0]
         generators: {{searched: {{trials: 8, n_startup_trials: 3, min_multiplier: 0.05}}}}
     """))
     plan = load_spec(p)
     journal = str(tmp_path / "j.log")
-    study = prepare_study(plan, journal).study
+    study = prepare(plan, journal).study
     seen = 0
     while (tid := _pop_waiting(study)) is not None:
         frozen = study._storage.get_trial(tid)
@@ -160,7 +168,7 @@ def test_killed_worker_trial_is_rerun_at_once_on_the_same_host(tmp_path):
     p = spec(tmp_path, "kill", epochs=60, grace=60)
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
-    prepare_study(plan, journal)
+    prepare(plan, journal)
     proc = _worker_proc(journal, plan.name, tmp_path)
     try:  # kill it once it has written a checkpoint (one per epoch)
         _wait_for(lambda: list(tmp_path.glob("checkpoints/*/last.pt")), 90, "a checkpoint")
@@ -189,7 +197,7 @@ def test_stalled_worker_is_replaced_after_grace_and_its_late_result_discarded(tm
     p = spec(tmp_path, "stall", epochs=60)
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
-    prepare_study(plan, journal)
+    prepare(plan, journal)
     proc = _worker_proc(journal, plan.name, tmp_path)
     try:
         _wait_for(lambda: _training_trial(journal, plan.name), 60, "the worker to start training")
@@ -218,7 +226,7 @@ def test_ctrl_c_marks_interrupted_and_the_next_run_resumes(tmp_path):
     p = spec(tmp_path, "intr", epochs=300)
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
-    prepare_study(plan, journal)
+    prepare(plan, journal)
     proc = _worker_proc(journal, plan.name, tmp_path)
     try:
         _wait_for(lambda: _training_trial(journal, plan.name), 60, "the worker to start training")
@@ -244,7 +252,7 @@ def test_storage_errors_are_one_line_without_password(tmp_path):
         load_records(str(tmp_path / "missing.log"), "x")
     journal = str(tmp_path / "j.log")
     plan = load_spec(spec(tmp_path, "present"))
-    prepare_study(plan, journal)
+    prepare(plan, journal)
     with pytest.raises(StorageError) as e:
         load_records(journal, "presnt")
     assert "did you mean 'present'" in str(e.value)
@@ -266,7 +274,9 @@ def test_worker_cli_errors(tmp_path, capsys):
 def test_diverged_trials_fail_with_reason_and_the_study_goes_on(tmp_path, capsys):
     p = spec(tmp_path, "nan", generators="{uniform: {}, random: {}}")
     p.write_text(p.read_text().replace("batch_size: 32", "batch_size: 32, lr: 1.0e+12"))
-    r = run_cli(["study", str(p), "--out", str(tmp_path / "run"), "--device", "cpu", "--json", "--no-report"], capsys)
+    # a study whose trials failed exits 1 (scripts see it), after running every trial
+    assert main(["study", str(p), "--out", str(tmp_path / "run"), "--device", "cpu", "--json", "--no-report"]) == 1
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert r["failed"] == 2 and r["complete"] == 0  # the second trial ran after the first failed
     recs = load_records(str(tmp_path / "run" / "journal.log"), "nan")
     assert [r.state for r in recs] == ["failed", "failed"]
@@ -287,7 +297,7 @@ def test_three_journal_workers_exactly_once_with_shared_cache(tmp_path):
              generators="{uniform: {}, random: {}, searched: {trials: 2, min_multiplier: 1.0}}")
     plan = load_spec(p)
     journal = str(tmp_path / "journal.log")
-    assert prepare_study(plan, journal).enqueued == 16
+    assert prepare(plan, journal).enqueued == 16
     procs = [_worker_proc(journal, plan.name, tmp_path) for _ in range(3)]
     outs = []
     for proc in procs:

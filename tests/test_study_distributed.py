@@ -19,7 +19,7 @@ import optuna
 import pytest
 
 from prunesearch.records import COMPLETE
-from prunesearch.study import Worker, load_records, load_spec, prepare_study
+from prunesearch.study import Worker, load_records, load_spec, prepare
 from prunesearch.study.storage import open_storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,9 +60,9 @@ def test_two_worker_processes_finish_every_trial_exactly_once(tmp_path, pg_url):
     # uniform + searched(min_multiplier 1 = the uniform architecture) share cache keys: the cache
     # must work across the two processes (one training per key), the slots exactly once each
     plan = load_spec(write_spec(tmp_path, "{uniform: {}, random: {}, searched: {trials: 1, min_multiplier: 1.0}}", "[0, 1]"))
-    prepared = prepare_study(plan, pg_url)
+    prepared = prepare(plan, pg_url)
     assert prepared.planned == prepared.enqueued == 12
-    assert prepare_study(plan, pg_url).enqueued == 0  # idempotent
+    assert prepare(plan, pg_url).enqueued == 0  # idempotent
     procs = [worker_proc(pg_url, plan.name, tmp_path) for _ in range(2)]
     outs = []
     for p in procs:
@@ -92,7 +92,7 @@ def test_stalled_worker_trial_is_rerun_by_another_after_grace(tmp_path, pg_url):
     # RDB heartbeat can tell; after the 3 s grace a second worker re-runs the trial, and the first,
     # resumed, must not complete it a second time
     plan = load_spec(write_spec(tmp_path, "{uniform: {}}", "[0]", epochs=60))
-    prepare_study(plan, pg_url)
+    prepare(plan, pg_url)
     proc = worker_proc(pg_url, plan.name, tmp_path)
     try:
         end = time.time() + 90
@@ -131,11 +131,11 @@ def test_stalled_worker_trial_is_rerun_by_another_after_grace(tmp_path, pg_url):
 def test_unknown_study_and_masked_run_json(tmp_path, pg_url):
     from prunesearch.errors import StorageError
     from prunesearch.study.runner import write_run_json
-    from prunesearch.study.storage import _password
+    from prunesearch.urls import url_secrets
 
     with pytest.raises(StorageError) as e:
         load_records(pg_url, f"nope-{uuid.uuid4().hex[:6]}")
-    pw = _password(pg_url)
+    pw = url_secrets(pg_url)[0]
     assert "does not exist" in str(e.value) and pw and pw not in str(e.value)
     text = write_run_json(tmp_path, pg_url, "s").read_text()
     assert pw not in text and json.loads(text)["storage"].startswith("postgresql+psycopg://prunesearch@")

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from prunesearch.cli import main
+from prunesearch.arch import Budget
 from prunesearch.errors import BudgetError, ConfigError
-from prunesearch.study import load_spec, plan_trials, resolve_base
+from prunesearch.resolve import plan_base as resolve_base
+from prunesearch.study import load_spec, plan_trials
 
 GOOD = """
 name: t
@@ -35,11 +37,11 @@ def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
 def test_good_spec_and_smoke_merge(tmp_path):
     p = write(tmp_path, GOOD)
     plan = load_spec(p)
-    assert plan.name == "t" and plan.budgets == (0.5, 0.25) and plan.seeds == (0, 1)
+    assert plan.name == "t" and plan.budgets == (Budget(0.5), Budget(0.25)) and plan.seeds == (0, 1)
     assert plan.recipe_name == "smoke" and plan.recipe_overrides == {"epochs": 3}
     assert plan.generators["searched"]["trials"] == 2 and plan.settings["grace_period"] == 60
     smoke = load_spec(p, smoke=True)
-    assert smoke.name == "t-smoke" and smoke.budgets == (0.5,) and smoke.seeds == (0,)
+    assert smoke.name == "t-smoke" and smoke.budgets == (Budget(0.5),) and smoke.seeds == (0,)
     assert smoke.recipe_name == "smoke" and smoke.recipe_overrides == {"epochs": 1}  # merged, not replaced
     # a changed recipe changes the arms' identity (new slots), more searched trials do not
     assert plan.arm_hash("uniform") != smoke.arm_hash("uniform")
@@ -64,13 +66,13 @@ def test_shipped_specs_load(tmp_path):
         ({"recipe": {"name": "smoke", "overides": {}}}, "overides", "did you mean 'overrides'"),
         ({"recipe": {"name": "smoke", "overrides": {"epoch": 1}}}, "epoch", "did you mean 'epochs'"),
         ({"budgets": ["lots"]}, "budgets", "not a number"),
-        ({"budgets": [-0.5]}, "budgets", "must be positive"),
+        ({"budgets": [-0.5]}, "budgets", "must be a positive"),
         ({"budgets": [0.5, 0.5]}, "budgets", "twice"),
         ({"budgets": [1500.5]}, "budgets", "whole number"),
         ({"seeds": "three"}, "seeds", "count"),
-        ({"seeds": [0, -1]}, "seeds", "non-negative"),
+        ({"seeds": [0, -1]}, "seeds", "[0, 2**31)"),
         ({"model": 56}, "model", "non-empty text"),
-        ({"generators": {"searched": {"trials": 0}}}, "trials", ">= 1"),
+        ({"generators": {"searched": {"trials": 0}}}, "trials", "[1, 10000]"),
         ({"generators": {"searched": {"min_multiplier": 2}}}, "min_multiplier", "(0, 1]"),
         ({"settings": {"heartbeat_interval": 5, "grace_period": 5}}, "grace_period", "must exceed"),
         ({"settings": {"max_retries": "x"}}, "max_retries", "integer"),

@@ -113,7 +113,7 @@ def test_loss_goes_down_and_result_shape(data, capsys):
               on_progress=events.append, progress_every=2)
     losses = [h.train_loss for h in r.history]
     assert losses[-1] < 0.7 * losses[0]
-    assert r.best_acc > 0.5 and 0 <= r.final_acc <= r.best_acc <= 1
+    assert r.best_acc > 0.4 and 0 <= r.final_acc <= r.best_acc <= 1  # chance is 0.1
     assert r.epochs == 3 and len(r.history) == 3 and r.train_seconds > 0 and r.images_per_second > 0
     assert r.synthetic and r.dataset == "synthetic"
     kinds = [e.kind for e in events]
@@ -224,7 +224,7 @@ class Poison(TrainHook):
 def test_nan_loss_raises_training_diverged(data):
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 2") as e:
         train(tiny_net(), data, smoke(), seed=0, device="cpu", hooks=[Poison(7)])
-    assert "\n" not in str(e.value) and "lower the learning rate" in str(e.value)
+    assert "\n" not in str(e.value) and "lower the recipe's learning rate" in str(e.value)
 
 
 def test_streamed_imagefolder_trains(tmp_path):

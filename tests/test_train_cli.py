@@ -38,7 +38,7 @@ def test_train_plain_lines_and_errors(small_arch_file, capsys, tmp_path):
     rc = main(["train", str(small_arch_file), "--dataset", "synthetic", "--recipe", "smoke", "--epochs", "1",
                "--device", "cpu"])
     out = capsys.readouterr().out
-    assert rc == 0 and "epoch 1/1" in out and "best" in out and "SYNTHETIC" in out
+    assert rc == 0 and "epoch 1/1" in out and "validation" in out and "SYNTHETIC" in out
     assert main(["train", "resnet20", "--dataset", "cifar10", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "cifar-10-batches-py" in err

@@ -50,10 +50,11 @@ def test_transfer_dry_run_json_is_on_budget_across_families(tmp_path, capsys, so
         base_params = count_params(resolve_model(target))
         assert d["base_params"] == base_params
         for row, b in zip(d["budgets"], (0.2, 0.4, 0.6)):
-            assert row["param_budget"] == round(b * base_params)
+            assert row["target"] == round(b * base_params) and row["budget_kind"] == "params"
             for arm in ("transferred", "uniform"):
                 a = row[arm]
-                assert abs(a["params"] - row["param_budget"]) <= TOL * row["param_budget"]
+                assert abs(a["params"] - row["target"]) <= TOL * row["target"]
+                assert a["budget_error"] == pytest.approx((a["params"] - row["target"]) / row["target"])
                 assert set(a) >= {"widths", "params", "macs", "budget"}
                 arch = resolve_model(target).replace(widths=tuple(a["widths"]))
                 assert count_params(arch) == a["params"]
@@ -92,7 +93,7 @@ def test_transfer_trains_both_arms_as_a_study(tmp_path, capsys):
     d = json.loads(stdout)
     assert sorted(r["generator"] for r in d["table"]) == ["transferred", "uniform"]
     for r in d["table"]:
-        assert abs(r["params"] - r["param_budget"]) <= TOL * r["param_budget"] and 0 <= r["best_acc"] <= 1
+        assert abs(r["params"] - r["target"]) <= TOL * r["target"] and 0 <= r["mean_acc"] <= 1
     assert json.loads((out / "run.json").read_text())["study"] == d["study"]
     assert d["report"] and (out / "report").is_dir()
 
@@ -108,7 +109,7 @@ def test_transfer_trains_a_sparsity_rule_against_uniform_sparsity(tmp_path, caps
     assert code == 0
     row = json.loads(out)["budgets"][0]
     for arm in ("transferred", "uniform"):  # the baseline of a sparsity rule is uniform sparsity
-        assert "densities" in row[arm] and abs(row[arm]["params"] - row[arm]["param_budget"]) <= TOL * row[arm]["param_budget"]
+        assert "densities" in row[arm] and abs(row[arm]["params"] - row[arm]["target"]) <= TOL * row[arm]["target"]
         assert row[arm]["widths"] == list(resolve_model("vgg11").widths)
     run = tmp_path / "r"
     code = main(["transfer", "--rule", str(f), "--to", "resnet8", "--dataset", "synthetic", "--budgets", "0.3",

@@ -20,7 +20,7 @@ never a silent miss.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -339,33 +339,59 @@ def fit_budget(
             hi = mid
     # Rounding moves many groups at once (every slot with the same base width and ratio flips at
     # the same multiplier), so the two bracketing roundings can both miss the target. Refine from
-    # the one below it: move single tie groups by one channel towards the target (add below it,
-    # remove above it), each group at most once, always the move that lands closest, while that
-    # brings the count closer. The pattern moves by at most one channel per group.
-    best = at(lo)
+    # the one below it by single channels: add one to a group, take one from a group, or both at
+    # once (a swap, whose net change can be far smaller than any one channel), always the move that
+    # lands closest, while that brings the count closer. No group moves more than MAX_DRIFT
+    # channels from the rounded pattern, so the pattern is kept.
+    best = _refine(at(lo), target, aim, measure, lo_w, g_base)
     best_p = measure(best)
-    moved: set[int] = set()
-    while abs(best_p - target) > aim * target:
-        step = 1 if best_p < target else -1  # after an overshoot, take a channel off another group
-        move, move_p, move_j = None, best_p, -1
-        for j in range(len(members)):
-            v = best[j] + step
-            if j in moved or not lo_w <= v <= g_base[j]:
-                continue
-            trial = best.copy()
-            trial[j] = v
-            p = measure(trial)
-            if abs(p - target) < abs(move_p - target):
-                move, move_p, move_j = trial, p, j
-        if move is None:
-            break
-        best, best_p = move, move_p
-        moved.add(move_j)
     above = at(hi)
     above_p = measure(above)
     if abs(above_p - target) < abs(best_p - target):
         best, best_p = above, above_p
     return BudgetFit(_arch(ref, widths_for(best)), target, best_p, kind)
+
+
+MAX_DRIFT = 2  # channels a refinement may move one tie group away from the rounded pattern
+
+
+def _refine(start: list[int], target: int, aim: float, measure: Callable[[list[int]], int], lo_w: int,
+            g_base: list[int], max_moves: int = 64) -> list[int]:
+    best, best_p = list(start), measure(start)
+    n = len(best)
+    for _ in range(max_moves):
+        need = target - best_p
+        if abs(need) <= aim * target:
+            break
+        up: dict[int, int] = {}
+        down: dict[int, int] = {}
+        for j in range(n):
+            if best[j] + 1 <= g_base[j] and best[j] + 1 - start[j] <= MAX_DRIFT:
+                t = best.copy()
+                t[j] += 1
+                up[j] = measure(t) - best_p
+            if best[j] - 1 >= lo_w and start[j] - (best[j] - 1) <= MAX_DRIFT:
+                t = best.copy()
+                t[j] -= 1
+                down[j] = measure(t) - best_p
+        # candidate moves with their estimated change (a swap's estimate is exact unless the two
+        # groups touch one layer; the best few are measured exactly)
+        cands: list[tuple[int, tuple[tuple[int, int], ...]]] = [(d, ((j, 1),)) for j, d in up.items()]
+        cands += [(d, ((k, -1),)) for k, d in down.items()]
+        cands += [(du + dd, ((j, 1), (k, -1))) for j, du in up.items() for k, dd in down.items() if j != k]
+        cands.sort(key=lambda c: abs(need - c[0]))
+        chosen, chosen_p = None, best_p
+        for _, moves in cands[:12]:
+            t = best.copy()
+            for j, d in moves:
+                t[j] += d
+            p = measure(t)
+            if abs(target - p) < abs(target - chosen_p):
+                chosen, chosen_p = t, p
+        if chosen is None:
+            break
+        best, best_p = chosen, chosen_p
+    return best
 
 
 def _arch(ref: Architecture, widths: tuple[int, ...]) -> Architecture:

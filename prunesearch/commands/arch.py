@@ -39,9 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("count", help="params, MACs and FLOPs of a model or a reference cfg")
     model_args(c)
     c.add_argument("--cfg", help='the reference code\'s width list, e.g. "32,64,M,128,..." (VGG) or one per block (ResNet)')
-    s = sub.add_parser("scale", help="the uniformly scaled architecture at a parameter budget")
+    s = sub.add_parser("scale", help="the uniformly scaled architecture at a parameter or MAC budget")
     model_args(s)
-    s.add_argument("--budget", type=float, required=True, help="fraction of the base (<= 1) or absolute params (> 1)")
+    s.add_argument("--budget", required=True, help="fraction of the base (<= 1) or an absolute count (> 1)")
+    s.add_argument("--budget-kind", choices=["params", "macs"], default="params",
+                   help="what the budget counts (default params)")
     sh = sub.add_parser("show", help="read an architecture file (YAML/JSON) and count it")
     sh.add_argument("file")
     sh.add_argument("--json", action="store_true")
@@ -70,7 +72,8 @@ def _print(d: dict[str, Any], arch: Architecture) -> None:
     out.print(f"[bold]{d['model']}[/]{head}  arch_id {d['arch_id']}")
     out.print(f"  params {d['params']:,}   MACs {d['macs']:,}   FLOPs {d['flops']:,} (= 2 x MACs)")
     if "budget" in d:
-        out.print(f"  budget {d['budget']:,} params   off by {d['budget_error'] * 100:+.3f} %")
+        unit = "MACs" if d.get("budget_kind") == "macs" else "params"
+        out.print(f"  budget {d['budget']:,} {unit}   off by {d['budget_error'] * 100:+.3f} %")
     slots = get_family(arch.family).slots(arch)
     if arch.family == "vgg":
         cfg = get_family("vgg").cfg(arch)  # type: ignore[attr-defined]
@@ -114,9 +117,14 @@ def run(args: argparse.Namespace) -> int:
         d = describe(arch)
     else:  # scale
         base = _model(args)
-        fit = fit_budget(base, args.budget)
+        from ..arch.budget import check_fit
+        from ..commands._common import parse_budgets
+
+        (budget,) = parse_budgets(args.budget, args.budget_kind, option="--budget")
+        fit = fit_budget(base, budget)
+        check_fit(fit, base, budget)  # a budget the solver misses by more than 0.5 % is refused, never returned
         arch = fit.arch
-        d = describe(arch, budget=fit.target, budget_error=(fit.params - fit.target) / fit.target)
+        d = describe(arch, budget=fit.target, budget_kind=budget.kind, budget_error=fit.signed_error)
     if args.json:
         print_json(d)
     else:

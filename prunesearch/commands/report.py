@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError, PrunesearchError, StorageError
 from ..records import RethinkRecord, TrialRecord
+from ..urls import mask_url, scrub
 from ._common import console, err_console, print_json
 
 NAME = "report"
@@ -30,11 +31,6 @@ DESCRIPTION = (
 )
 
 RUN_JSON, RECORDS_JSONL, RETHINK_JSONL, RULE_YAML = "run.json", "records.jsonl", "rethink.jsonl", "rule.yaml"
-
-
-def mask_url(url: str) -> str:
-    """'postgresql://user:secret@host/db' -> 'postgresql://user:***@host/db' (never print passwords)."""
-    return re.sub(r"(://[^:/@\s]*):[^@/\s]*@", r"\1:***@", str(url))
 
 
 @dataclass
@@ -64,7 +60,7 @@ def load_from_storage(storage: str, study: str) -> list[TrialRecord]:
     except PrunesearchError:
         raise
     except Exception as err:  # storage drivers raise their own types; keep the message, mask the URL
-        msg = mask_url(" ".join(str(err).split()))
+        msg = scrub(" ".join(str(err).split()), storage)
         raise StorageError(
             f"cannot read study '{study}' at {mask_url(storage)}: {type(err).__name__}: {msg}; "
             "check the storage URL and the study name"
@@ -149,7 +145,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import build_report, parse_formats, report_renderables, report_to_dict, save_report
+    from ..report import build_report, parse_formats, report_to_dict, save_report
+    from ._render import report_renderables
 
     formats = parse_formats(args.format)  # fail on a typo before reading any storage
     if args.run_dir and (args.storage or args.study):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,10 @@ DESCRIPTION = (
     "epochs: 40 of 160), Scratch-E (same epochs as the base) and Scratch-B (epochs scaled by the "
     "base/pruned FLOP ratio); for weight-level methods (magnitude, lottery) also winning ticket vs "
     "random init at lr 0.1 and 0.01. Prints the paper-style table (mean ± std over seeds, params, MACs, "
-    "epochs per arm) and writes DIR/rethink.jsonl (one record per arm, appended as each finishes), "
-    "DIR/rethink.md and the pruned architectures. Give the experiment as options or as a spec file "
+    "epochs per arm). Every arm is a trial of one Optuna study in DIR (journal.log, or --storage): "
+    "resumable, joinable by `prunesearch worker`, readable by `prunesearch report` and optuna-dashboard; "
+    "the report goes to "
+    "DIR/report (tables, CSV, figures). Give the experiment as options or as a spec file "
     "(search_spaces/paper/*.yaml; --smoke runs its tiny variant). Re-running into the same --out resumes."
 )
 
@@ -35,17 +37,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", help="pruning method: l1norm, slimming, magnitude, soft_filter, thinet, regression, "
                    "sss, lottery")
     amount = p.add_mutually_exclusive_group()
-    amount.add_argument("--budget", type=float, help="parameter budget: fraction of the base (<= 1) or a count (> 1)")
+    amount.add_argument("--budget", type=float, help="budget: fraction of the base (<= 1) or a count (> 1)")
     amount.add_argument("--ratio", type=float, help="the method's own ratio (slimming's percent, magnitude's prune ratio, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra option for method.prune (repeatable), e.g. --option threshold=0.02")
-    p.add_argument("--seeds", type=int, help="number of seeds (the paper used 5; default 1, or the spec's)")
+    p.add_argument("--budget-kind", choices=["params", "macs"], default=None,
+                   help="what --budget counts: parameters (default) or MACs")
+    p.add_argument("--seeds", type=int, help="number of seeds (the paper used 5; default 5, or the spec's)")
     p.add_argument("--epochs", type=int, help="base / Scratch-E epochs (default: the recipe's, 160 for paper); "
                    "fine-tuning gets a quarter of them unless --finetune-epochs")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (default: a quarter of --epochs)")
     p.add_argument("--recipe", help="base recipe: paper (default), fast, smoke or a YAML file")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: free cores)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per training (default: the idle cores)")
+    p.add_argument("--workers", type=int, default=1, help="trainings run at once (default 1)")
+    p.add_argument("--storage", default=os.environ.get("PRUNESEARCH_STORAGE"),
+                   help="postgresql+psycopg://... or a journal file (default $PRUNESEARCH_STORAGE, else RUN_DIR/journal.log)")
+    p.add_argument("--val-fraction", type=float, default=None,
+                   help="share of the training set held out for validation (default 0.1, or the spec's)")
+    p.add_argument("--retry-failed", action="store_true", help="re-enqueue failed trials")
     p.add_argument("--data-dir", help="where CIFAR lives (default $PRUNESEARCH_DATA_DIR or ~/.cache/prunesearch/data)")
     p.add_argument("--out", help="run folder (default runs/rethink-NAME); re-running into it resumes")
     p.add_argument("--json", action="store_true", help="print the records and file paths as one JSON object")
@@ -64,15 +74,18 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _spec(args: argparse.Namespace):
-    from ..rethink import load_rethink_spec, spec_from_dict
+    from ..study import load_spec, rethink_plan_from_dict
+    from ..study.spec import check_rethink_plan
 
     options = dict(_parse_option(o) for o in args.option)
+    if args.seeds is not None and not 1 <= args.seeds <= 1000:
+        raise ConfigError(f"--seeds must be an integer in [1, 1000], got {args.seeds}")
     if args.spec is not None:
         for opt in ("model", "variant", "head", "dataset", "method", "budget", "ratio"):
             if getattr(args, opt) is not None:
                 raise ConfigError(f"--{opt} conflicts with the spec file {args.spec}; edit the spec or drop the spec "
                                   "and give the experiment as options")
-        spec = load_rethink_spec(args.spec, smoke=args.smoke)
+        spec = load_spec(args.spec, smoke=args.smoke, kind="rethink")
         changes: dict[str, Any] = {}
         if options:
             changes["method_options"] = {**spec.method_options, **options}
@@ -86,117 +99,52 @@ def _spec(args: argparse.Namespace):
             changes["finetune_epochs"] = args.finetune_epochs
         if args.data_dir is not None:
             changes["data_dir"] = args.data_dir
+        if args.val_fraction is not None:
+            changes["val_fraction"] = args.val_fraction
         if changes:
-            from ..rethink import check_spec
-
             spec = spec.replace(**changes)
-            check_spec(spec, args.spec)
+            check_rethink_plan(spec, args.spec)
         return spec
     if args.smoke:
         raise ConfigError("--smoke needs a spec file, e.g. prunesearch rethink search_spaces/paper/l1norm-resnet56-b.yaml --smoke")
     if args.method is None:
         raise ConfigError("rethink needs --method (l1norm, slimming, magnitude, ...) or a spec file; see prunesearch rethink --help")
-    if args.seeds is not None and args.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     d: dict[str, Any] = {
         "model": args.model, "variant": args.variant, "head": args.head, "dataset": args.dataset or "cifar10",
-        "method": args.method, "budget": args.budget, "ratio": args.ratio, "seeds": args.seeds or 1,
+        "method": args.method, "budget": args.budget, "budget_kind": args.budget_kind, "ratio": args.ratio,
+        "seeds": args.seeds or 5,
         "recipe": {"name": args.recipe or "paper", "overrides": {"epochs": args.epochs} if args.epochs else {}},
         "finetune_epochs": args.finetune_epochs, "method_options": options, "data_dir": args.data_dir,
+        "val_fraction": args.val_fraction,
     }
     if args.variant is None and args.model is None:
         raise ConfigError("rethink needs --model (e.g. resnet56) or --variant (e.g. resnet56-b)")
-    return spec_from_dict({k: v for k, v in d.items() if v is not None}, where="rethink", require_kind=False)
+    return rethink_plan_from_dict({k: v for k, v in d.items() if v is not None}, where="rethink", require_kind=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rethink import run_rethink
-    from ._common import console, err_console, print_json
+    from ..pipelines import run_rethink
+    from ._common import Display, check_positive, print_json
+    from ._render import table_rich
 
-    for opt in ("epochs", "finetune_epochs", "threads"):
-        value = getattr(args, opt)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{opt.replace('_', '-')} must be >= 1, got {value}")
+    check_positive(args, "epochs", "finetune_epochs", "threads", "workers")
     spec = _spec(args)
     out = Path(args.out) if args.out else Path("runs") / f"rethink-{spec.run_name}"
-    con = err_console() if args.json else console()
-    stream = sys.stderr if args.json else sys.stdout
-    con.print(f"[bold]rethink[/] {spec.method} on {spec.label}, {spec.dataset}: seeds {list(spec.seeds)}, "
-              f"recipe {spec.recipe}{' ' + str(spec.recipe_overrides) if spec.recipe_overrides else ''} -> {out}",
-              highlight=False, soft_wrap=True)
-    if stream.isatty():
-        result = _run_with_progress(con, spec, out, args)
-    else:
-        result = run_rethink(spec, out, device=args.device, threads=args.threads, on_event=_plain_printer(stream))
+    with Display(args.json) as d:
+        result = run_rethink(spec, out, device=args.device, storage=args.storage, workers=args.workers,
+                             threads=args.threads, retry_failed=args.retry_failed, on_event=d)
+    incomplete = result.study.result.incomplete
     if args.json:
-        print_json({"out": str(out), "files": {k: str(v) for k, v in result.files.items()},
-                    "records": [r.to_dict() for r in result.records]})
-        return 0
-    from ..report.terminal import table_rich
-
+        print_json({"out": str(result.run_dir), "study": result.study.result.study, "report": result.study.report,
+                    "records": [r.to_dict() for r in result.records], "incomplete": len(incomplete)})
+        return 1 if incomplete else 0
     for t in result.tables:
-        con.print(table_rich(t))
-    if any(r.dataset.startswith("synthetic") for r in result.records):
-        con.print("[yellow]SYNTHETIC DATA[/]: these numbers only show the pipeline works", highlight=False)
-    con.print(f"records {result.files['rethink.jsonl']}  table {result.files['rethink.md']}", highlight=False, soft_wrap=True)
-    return 0
-
-
-def _describe(ev) -> str:
-    r = ev.record
-    if r is None:
-        return f"seed {ev.seed} {ev.arm}"
-    acc = "failed: " + (r.fail_reason or "?") if r.best_acc is None else f"best {100 * r.best_acc:.2f}%"
-    return (f"seed {r.seed} {r.arm}: {acc}  ({r.epochs} epochs, lr {r.lr:g}, {r.params:,} params, "
-            f"{r.macs:,} MACs{', ' + ev.message if ev.message else ''})")
-
-
-def _plain_printer(stream):
-    def on_event(ev) -> None:
-        if ev.kind == "arm-start":
-            print(f"seed {ev.seed} {ev.arm}: training {ev.epochs} epochs", file=stream, flush=True)
-        elif ev.kind == "arm-end":
-            print(_describe(ev), file=stream, flush=True)
-        elif ev.kind == "skip":
-            print(_describe(ev) + " [recorded earlier]", file=stream, flush=True)
-        elif ev.kind == "pruned":
-            print(ev.message, file=stream, flush=True)
-        elif ev.kind == "progress" and ev.progress.kind == "epoch" and ev.progress.epochs >= 10:
-            p = ev.progress
-            acc = f" test {100 * p.test_acc:.2f}%" if p.test_acc is not None else ""
-            print(f"  {ev.arm} epoch {p.epoch}/{p.epochs} loss {p.loss:.4f}{acc}", file=stream, flush=True)
-    return on_event
-
-
-def _run_with_progress(con, spec, out, args):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from ..rethink import run_rethink
-
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=con, transient=False) as bar:
-        task = None
-
-        def on_event(ev) -> None:
-            nonlocal task
-            if ev.kind == "arm-start":
-                if task is not None:
-                    bar.remove_task(task)
-                task = bar.add_task(f"seed {ev.seed} {ev.arm}", total=ev.epochs, info="")
-            elif ev.kind == "progress" and task is not None:
-                p = ev.progress
-                if p.kind == "epoch":
-                    info = f"best {100 * p.best_acc:.2f}%" if p.best_acc is not None and p.best_acc >= 0 else ""
-                    bar.update(task, completed=p.epoch, info=info)
-                elif p.kind == "start":
-                    bar.update(task, completed=p.epoch - 1)
-            elif ev.kind in ("arm-end", "skip"):
-                if task is not None and ev.kind == "arm-end":
-                    bar.remove_task(task)
-                    task = None
-                bar.console.print(_describe(ev) + (" [recorded earlier]" if ev.kind == "skip" else ""), highlight=False)
-            elif ev.kind == "pruned":
-                bar.console.print(ev.message, highlight=False)
-
-        return run_rethink(spec, out, device=args.device, threads=args.threads, on_event=on_event)
+        d.con.print(table_rich(t))
+    if any(str(r.dataset).startswith("synthetic") for r in result.records):
+        d.line("[yellow]SYNTHETIC DATA[/]: these numbers only show the pipeline works")
+    if result.study.report:
+        where = result.study.report.get("error") or result.study.report.get("md") or next(
+            iter(result.study.report.values()), "")
+        d.line(f"report: {where}")
+    d.line(f"run dir: {result.run_dir}")
+    return 1 if incomplete else 0

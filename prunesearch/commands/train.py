@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write, atomic_write_text
 
 NAME = "train"
 HELP = "train one model or architecture file from scratch on a dataset"
@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="download CIFAR into --data-dir if missing (needs internet)")
     p.add_argument("--image-size", type=int, default=None, help="imagefolder: resize images to this size (default 32)")
     p.add_argument("--seed", type=int, default=0, help="training seed (weights init, order, augmentation)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training set held out (stratified) for validation (default 0.1)")
     p.add_argument("--out", default=None, help="output folder (result, weights, checkpoint to resume from)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
@@ -70,11 +72,17 @@ def run(args: argparse.Namespace) -> int:
     from ..train import get_recipe, resolve_device, save_recipe, train
     from ._common import console, err_console, make_out_dir, print_json
 
+    from ._common import check_positive
+
+    check_positive(args, "epochs", "batch_size", "threads")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be an integer in [0, 2**63), got {args.seed}")
     device = resolve_device(args.device)
     options = {"image_size": args.image_size} if args.image_size else {}
     if options and not args.dataset.startswith("imagefolder:"):
         raise ConfigError(f"--image-size applies to imagefolder: datasets only, saw --dataset {args.dataset}")
-    data = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download, **options)
+    data = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction,
+                        **options)
     recipe_name = args.recipe or ("paper" if device.type == "cuda" else "fast")
     recipe = get_recipe(recipe_name, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         precision=args.precision, compile=args.compile)
@@ -97,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         def plain(event) -> None:
             if event.kind == "epoch":
-                acc = f" test {100 * event.test_acc:.2f}% best {100 * event.best_acc:.2f}%" if event.test_acc is not None else ""
+                acc = (f" val {_pct(event.val_acc)} test {_pct(event.test_acc)}"
+                       if event.test_acc is not None or event.val_acc is not None else "")
                 print(f"epoch {event.epoch}/{event.epochs} loss {event.loss:.4f} lr {event.lr:g}{acc} "
                       f"{event.images_per_second:.0f} img/s {event.elapsed:.0f}s", file=stream, flush=True)
 
@@ -107,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {
         "model": args.model, "arch_id": arch.arch_id, "dataset": data.name, "synthetic": data.synthetic,
-        "best_acc": result.best_acc, "final_acc": result.final_acc, "epochs": result.epochs,
+        "final_acc": result.final_acc, "val_acc": result.val_acc, "best_val_acc": result.best_val_acc,
+        "best_val_epoch": result.best_val_epoch, "test_at_best_val": result.test_at_best_val,
+        "best_acc": result.best_acc, "epochs": result.epochs, "split": data.split,
         "train_seconds": round(result.train_seconds, 3), "params": params, "macs": macs, "flops": 2 * macs,
         "images_per_second": round(result.images_per_second, 1), "precision": result.precision,
         "device": result.device, "seed": args.seed, "recipe": recipe.name,
@@ -117,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
         # leaves the folder as it was
         save_architecture(arch, out / "architecture.yaml")
         save_recipe(recipe, out / "recipe.yaml")
-        torch.save(model.state_dict(), out / ".model.pt.tmp")  # temp + rename: never a torn model.pt
-        os.replace(out / ".model.pt.tmp", out / "model.pt")
+        state = model.state_dict()
+        atomic_write(out / "model.pt", lambda f: torch.save(state, f))  # never a torn model.pt
         atomic_write_text(out / "result.json",
                           json.dumps({**summary, "recipe_config": recipe.to_dict(), "result": result.to_dict()}, indent=2))
     if args.json:
@@ -126,10 +137,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         tag = " [SYNTHETIC DATA]" if data.synthetic else ""
         console().print(
-            f"best {100 * result.best_acc:.2f}%  final {100 * result.final_acc:.2f}%  {result.epochs} epochs  "
+            f"test {_pct(result.final_acc)}  validation {_pct(result.val_acc)}  {result.epochs} epochs  "
             f"{result.train_seconds:.1f}s  {result.images_per_second:.0f} img/s  {result.precision}{tag}"
             + (f"  -> {out}" if out else ""), highlight=False, soft_wrap=True)
     return 0
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
 
 
 def _train_with_bar(con, model, data, recipe, args, device, out):
@@ -138,7 +153,7 @@ def _train_with_bar(con, model, data, recipe, args, device, out):
     from ..train import train
 
     columns = [TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-               TextColumn("loss {task.fields[loss]}"), TextColumn("best {task.fields[acc]}"),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[acc]}"),
                TextColumn("{task.fields[ips]} img/s"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=con, transient=False) as bar:
         task = bar.add_task("train", total=None, epoch="-", epochs=recipe.epochs, loss="-", acc="-", ips="-")
@@ -149,8 +164,8 @@ def _train_with_bar(con, model, data, recipe, args, device, out):
                 bar.update(task, total=event.epochs * event.steps, completed=done, epoch=event.epoch)
             elif event.kind in ("step", "epoch"):
                 fields = dict(epoch=event.epoch, loss=f"{event.loss:.3f}", ips=f"{event.images_per_second:.0f}")
-                if event.best_acc is not None and event.best_acc >= 0:
-                    fields["acc"] = f"{100 * event.best_acc:.2f}%"
+                if event.val_acc is not None:
+                    fields["acc"] = f"{100 * event.val_acc:.2f}%"
                 bar.update(task, completed=(event.epoch - 1) * event.steps + event.step, **fields)
 
         return train(model, data, recipe, seed=args.seed, device=device, on_progress=on_progress,

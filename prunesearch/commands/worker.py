@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import console, print_json, print_trial_event
+from ._common import check_positive, console, print_json, print_trial_event
 
 NAME = "worker"
 HELP = "join a study (PostgreSQL or a shared journal file) and train its planned trials"
@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where the dataset files live on this machine")
     p.add_argument("--out", help="local dir for checkpoints (default runs/STUDY)")
     p.add_argument("--max-trials", type=int, help="stop after this many trials")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per training (default: the idle cores)")
     p.add_argument("--no-wait", action="store_true",
                    help="exit when nothing is waiting, instead of staying until other workers' trials finish")
     p.add_argument("--json", action="store_true", help="print one JSON summary at the end")
@@ -34,11 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..study import Worker
 
+    check_positive(args, "max_trials", "threads", limit=1_000_000)
     if not args.storage:
         raise ConfigError("worker needs --storage URL (or $PRUNESEARCH_STORAGE); see the run dir's run.json")
 
     w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
-               on_event=print_trial_event)
+               on_event=print_trial_event, threads=args.threads)
     s = w.run(max_trials=args.max_trials, wait=not args.no_wait)
     if args.json:
         print_json({**s.to_dict(), "trials": s.trial_numbers})

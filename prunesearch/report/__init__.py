@@ -1,7 +1,7 @@
 """Records in, tables as data, files out: the budgeted parameter-efficiency report.
 
-Torch-free and Optuna-free. matplotlib is imported lazily (Agg canvas, headless) and rich only by
-:func:`report_renderables`.
+Torch-free, Optuna-free and rich-free (the commands render tables for the terminal). matplotlib is
+imported lazily (Agg canvas, headless).
 
 Typical use (what ``discover``/``transfer``/``study`` call at the end of a run)::
 
@@ -12,26 +12,33 @@ Typical use (what ``discover``/``transfer``/``study`` call at the end of a run):
 from __future__ import annotations
 
 from .render import TextTable, all_tables
-from .sources import load_records_jsonl, load_rethink_jsonl, rule_profile_from_dict, write_records_jsonl
+from .sources import (
+    load_records_jsonl,
+    load_rethink_jsonl,
+    rule_profile_from_dict,
+    rule_profile_from_rule,
+    write_records_jsonl,
+)
 from .stats import PairedTest, normalized_auc, pareto_front, sign_test, wilcoxon_signed_rank
 from .tables import (
     BudgetGroup,
     Cell,
     ParetoPoint,
+    Pooled,
     Report,
     RethinkArm,
     RethinkRow,
     Score,
     build_report,
+    flat_table,
     report_to_dict,
 )
-from .terminal import report_renderables
 from .writers import FORMATS, parse_formats, report_html, report_markdown, save_report, write_report
 
 __all__ = [
-    "FORMATS", "BudgetGroup", "Cell", "PairedTest", "ParetoPoint", "Report", "RethinkArm", "RethinkRow",
-    "Score", "TextTable", "all_tables", "build_report", "load_records_jsonl", "load_rethink_jsonl",
+    "FORMATS", "BudgetGroup", "Cell", "Pooled", "PairedTest", "ParetoPoint", "Report", "RethinkArm", "RethinkRow",
+    "Score", "TextTable", "all_tables", "build_report", "flat_table", "load_records_jsonl", "load_rethink_jsonl",
     "normalized_auc", "pareto_front", "parse_formats", "report_html", "report_markdown",
-    "report_renderables", "report_to_dict", "rule_profile_from_dict", "save_report", "sign_test", "write_records_jsonl", "wilcoxon_signed_rank",
+    "report_to_dict", "rule_profile_from_dict", "rule_profile_from_rule", "save_report", "sign_test", "write_records_jsonl", "wilcoxon_signed_rank",
     "write_report",
 ]

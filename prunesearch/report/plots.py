@@ -62,8 +62,9 @@ def efficiency_png(report: Report) -> bytes | None:
         ax.step([p.params for p in report.pareto], [100 * p.mean_acc for p in report.pareto], where="post",
                 color="0.6", linestyle="--", linewidth=1, label="Pareto front", zorder=0)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("best test accuracy (%)")
+    kinds = {c.budget_kind for g in report.budgets for c in g.cells}
+    ax.set_xlabel("parameters (log scale)" + ("; budgets were MACs" if kinds == {"macs"} else ""))
+    ax.set_ylabel("test accuracy after the last epoch (%)")
     ax.set_title("Parameter efficiency: accuracy vs parameters (mean ± std over seeds)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -92,7 +93,8 @@ def arch_widths(group: BudgetGroup, records: list) -> dict[str, tuple[int, list[
     out: dict[str, tuple[int, list[float]]] = {}
     for c in group.cells:
         recs = [r for r in records if r.generator == c.generator and math.isclose(float(r.budget), group.budget)]
-        recs.sort(key=lambda r: (r.seed not in c.seeds, r.seed))
+        # the architectures the table reports (searched: the validation-chosen trial of each seed)
+        recs.sort(key=lambda r: (r.trial_number not in c.chosen, r.seed not in c.seeds, r.seed))
         for r in recs:
             widths = _flat_widths((r.arch or {}).get("widths"))
             if widths:
@@ -126,7 +128,8 @@ def architecture_png(report: Report, budget: float | None = None) -> bytes | Non
         ax.set_ylabel("kept channels")
         from .render import budget_label
 
-        ax.set_title(f"Architectures at {budget_label(group.budget, group.param_budget)}", fontsize=10)  # type: ignore[union-attr]
+        kind = group.cells[0].budget_kind if group.cells else "params"  # type: ignore[union-attr]
+        ax.set_title(f"Architectures at {budget_label(group.budget, group.param_budget, kind)}", fontsize=10)  # type: ignore[union-attr]
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     if profile:

@@ -11,14 +11,23 @@ from .tables import Cell, Report, RethinkArm
 
 DASH = "—"
 ACC_NOTE = (
-    "Accuracy: best test accuracy over epochs (%), mean ± sample std (ddof=1) over complete seeds; "
-    "a cell marked (k/n) is partial: k of n planned seeds complete."
+    "Accuracy: test accuracy after the last epoch (%), mean ± sample std (ddof=1) over complete seeds; a cell "
+    "marked (k/n) is partial: k of n planned seeds complete. Val.: the same on the validation split carved from "
+    "the training set, which every choice uses (the searched arm's candidate per budget and seed is the one "
+    "with the best validation accuracy). Nothing is chosen on test data."
 )
-COUNT_NOTE = "Params: trainable parameters; MACs: multiply-accumulates per image; FLOPs = 2 × MACs."
+BEST_NOTE = (
+    "Best-epoch test †: the reference code's convention, the best test accuracy over epochs; it picks the epoch on "
+    "the test set, so it is optimistic and shown only for comparison with published numbers."
+)
+COUNT_NOTE = ("Params: trainable parameters; MACs: multiply-accumulates per image; FLOPs = 2 × MACs. Δ budget: the "
+              "largest |count − target| / target among a cell's architectures (of the budget's kind).")
 TEST_NOTE = (
-    "Gap: mean over matched seeds of (generator − {baseline}) in percentage points; wins: matched seeds "
-    "where the generator is more accurate; paired tests on matched seeds (zero differences dropped): "
-    "exact two-sided sign test and exact two-sided Wilcoxon signed-rank test (W = min(W+, W−))."
+    "Gap: mean over matched seeds (same seed in both arms) of (arm − {baseline}) in percentage points, with its 95 % "
+    "t-interval; p (t / Holm): two-sided paired t-test, then Holm-corrected across all compared cells of this "
+    "report; exact p (sign / Wilcoxon): exact two-sided sign and Wilcoxon signed-rank tests, zero differences "
+    "dropped, as robustness checks. The pooled table tests each arm over every (budget, seed) pair at once "
+    "(sign-flip permutation test): the primary test when each budget has few seeds."
 )
 
 
@@ -47,11 +56,38 @@ def pvalue(p: float | None) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
-def budget_label(budget: float, param_budget: int) -> str:
-    """'budget 0.3 (25,000 params)' for fractions, 'budget 25,000 params' for absolute budgets."""
+def budget_label(budget: float, param_budget: int, kind: str = "params") -> str:
+    """'budget 0.3 of base (25,000 params)' for fractions, 'budget 25,000 params' for absolute
+    budgets; MAC budgets say MACs."""
+    unit = "MACs" if kind == "macs" else "params"
     if budget <= 1:
-        return f"budget {budget:g} of base ({param_budget:,} params)"
-    return f"budget {param_budget:,} params"
+        return f"budget {budget:g} of base ({param_budget:,} {unit})"
+    return f"budget {param_budget:,} {unit}"
+
+
+def signed_pct(x: float | None, digits: int = 2) -> str:
+    return DASH if x is None or not math.isfinite(x) else f"{100 * x:+.{digits}f}"
+
+
+def gap_cell(gap: float | None, ci) -> str:
+    """'+1.20 [−0.10, +2.50]' (percentage points)."""
+    if gap is None:
+        return DASH
+    text = f"{100 * gap:+.2f}"
+    return text if ci is None else f"{text} [{100 * ci.low:+.2f}, {100 * ci.high:+.2f}]"
+
+
+def seeds_note(n: int) -> str:
+    """What n matched seeds can show at all."""
+    from .stats import min_exact_p
+
+    if n < 2:
+        return f"n = {n} matched seed: no test is possible; run more seeds"
+    floor = min_exact_p(n)
+    if floor >= 0.05:
+        return (f"with n = {n} matched seeds the exact sign / Wilcoxon tests cannot go below p = {floor:.4g} (never "
+                "below 0.05); read the t-test and the interval")
+    return f"with n = {n} matched seeds the exact tests can reach p = {floor:.4g}"
 
 
 def _pending(counts: dict[str, int]) -> str:
@@ -62,12 +98,18 @@ def acc_cell(mean_acc: float | None, std_acc: float | None, n_done: int, planned
              failures: tuple = (), counts: dict[str, int] | None = None) -> str:
     """'71.20 ± 0.30', '71.20 ± 0.30 (2/3)' when partial, 'failed: reason' with no result."""
     if mean_acc is None:
-        parts = ["failed: " + "; ".join(sorted({f.reason for f in failures}))] if failures else []
+        # the cause in a word or two (the failed-seeds table and the notes carry the full reasons)
+        parts = ["failed: " + "; ".join(sorted({_short_reason(f.reason) for f in failures}))] if failures else []
         pending = _pending({k: v for k, v in (counts or {}).items() if k != FAILED})
         parts += [pending] if pending else []
         return f"{'; '.join(parts) or 'no result'} (0/{planned})"
     text = pct(mean_acc) + ("" if std_acc is None else f" ± {pct(std_acc)}")
     return text if n_done >= planned else f"{text} ({n_done}/{planned})"
+
+
+def _short_reason(reason: str) -> str:
+    head = reason.split(":", 1)[0].split(";", 1)[0].strip()
+    return head if len(head) <= 40 else head[:39] + "…"
 
 
 def seeds_cell(cell: Cell) -> str:
@@ -80,8 +122,9 @@ def seeds_cell(cell: Cell) -> str:
 def cells_table(report: Report, group_index: int) -> TextTable:
     group = report.budgets[group_index]
     base = report.baseline
-    headers = ["Generator", "Seeds", "Best acc. (%)", "Params", "MACs", "FLOPs (2×MACs)",
-               f"Gap vs {base} (pp)", "Wins", "Sign test p", "Wilcoxon W (p)"]
+    headers = ["Arm", "Seeds", "Test acc. (%)", "Val. acc. (%)", "Params", "MACs", "Δ budget",
+               f"Gap vs {base} (pp) [95% CI]", "Wins", "p (t / Holm)", "Exact p (sign / Wilcoxon)",
+               "Best-epoch test (%) †"]
     rows = []
     for c in group.cells:
         name = c.generator + (" (varies)" if c.params_vary else "")
@@ -92,20 +135,45 @@ def cells_table(report: Report, group_index: int) -> TextTable:
             cmp = [DASH, DASH, DASH, DASH] if any(x.generator == base for x in group.cells) else [f"no {base}"] + [DASH] * 3
         else:
             wins = f"{c.wins}/{c.n_matched}" + (f" ({c.ties} tie{'s' * (c.ties > 1)})" if c.ties else "")
-            gap = f"{100 * c.gap:+.2f}" if c.gap is not None else DASH
-            wil = c.wilcoxon
-            wtext = DASH if wil is None or wil.p_value is None else f"{wil.statistic:g} ({pvalue(wil.p_value)})"
-            cmp = [gap, wins, pvalue(c.sign.p_value if c.sign else None), wtext]
-        rows.append([name, seeds_cell(c), acc, count(c.params), count(c.macs), count(c.flops)] + cmp)
+            if c.n_matched < 2:
+                tp = "too few seeds"
+            else:
+                tp = f"{pvalue(c.t_test.p_value if c.t_test else None)} / {pvalue(c.p_holm)}"
+            exact = f"{pvalue(c.sign.p_value if c.sign else None)} / {pvalue(c.wilcoxon.p_value if c.wilcoxon else None)}"
+            cmp = [gap_cell(c.gap, c.gap_ci), wins, tp, exact]
+        err = DASH if c.budget_error is None else f"{100 * c.budget_error:.2f}%"
+        rows.append([name, seeds_cell(c), acc, pct(c.val_mean), count(c.params), count(c.macs), err] + cmp
+                    + [pct(c.best_test_mean)])
     notes = []
     if any(c.params_vary for c in group.cells):
-        notes.append("(varies): seeds of this generator have different architectures; sizes are means.")
+        notes.append("(varies): seeds of this arm have different architectures (random, searched); sizes are means.")
+    if any(c.generator == "searched" for c in group.cells):
+        notes.append("searched: per seed, the candidate with the best validation accuracy (chosen before its test "
+                     "accuracy is read).")
+    ns = sorted({c.n_matched for c in group.cells if c.n_matched})
+    if ns:
+        notes.append(seeds_note(ns[0]).capitalize() + ".")
     for c in group.cells:
         for f in c.failures:
             trial = f" (trial {f.trial_number})" if f.trial_number is not None else ""
             notes.append(f"{c.generator} seed {f.seed}{trial} failed: {f.reason}")
-    return TextTable(budget_label(group.budget, group.param_budget), headers, rows, notes,
+    kind = group.cells[0].budget_kind if group.cells else "params"
+    return TextTable(budget_label(group.budget, group.param_budget, kind), headers, rows, notes,
                      key=f"cells-{group.budget:g}")
+
+
+def pooled_table(report: Report) -> TextTable:
+    rows = []
+    for p in report.pooled:
+        ci = f" [{100 * p.ci.low:+.2f}, {100 * p.ci.high:+.2f}]" if p.ci is not None else ""
+        rows.append([p.generator, f"{p.n_pairs} ({p.n_budgets})", signed_pct(p.mean_gap) + ci, f"{p.wins}/{p.losses}",
+                     pvalue(p.sign_flip.p_value if p.sign_flip else None), pvalue(p.t_test.p_value if p.t_test else None)])
+    notes = [f"Every matched (budget, seed) pair of an arm against {report.baseline}, pooled: mean paired difference "
+             "with its 95 % t-interval, wins/losses, and the exact (or, above 16 pairs, Monte Carlo) sign-flip "
+             "permutation test of the mean difference and the paired t-test, both two-sided."]
+    return TextTable(f"Pooled across budgets: each arm vs {report.baseline}",
+                     ["Arm", "Pairs (budgets)", "Mean gap (pp) [95% CI]", "Wins/losses", "p (sign-flip)", "p (t)"],
+                     rows, notes, key="pooled")
 
 
 def scores_table(report: Report) -> TextTable:
@@ -114,7 +182,7 @@ def scores_table(report: Report) -> TextTable:
              else f"{DASH} (does not span the range)", str(s.n_budgets)] for s in report.scores]
     where = f"{rng[0]:,}–{rng[1]:,} params" if rng else "(no common range)"
     notes = [
-        f"Score: area under the accuracy-vs-log10(params) curve (mean best acc. per budget, linear "
+        f"Score: area under the accuracy-vs-log10(params) curve (mean test acc. per budget, linear "
         f"between budgets) over the common range {where}, divided by the range width: the curve's "
         "mean accuracy there (%). The range is the intersection of the ranges of all generators with "
         "at least two budgets, so scores compare like with like; a generator that does not span it, "
@@ -126,7 +194,7 @@ def scores_table(report: Report) -> TextTable:
 def pareto_table(report: Report) -> TextTable:
     rows = [[p.generator, f"{p.budget:g}", count(p.params), pct(p.mean_acc) + (" (partial)" if p.partial else "")]
             for p in report.pareto]
-    return TextTable("Pareto front (params vs mean best acc.)", ["Generator", "Budget", "Params", "Best acc. (%)"], rows,
+    return TextTable("Pareto front (params vs mean test acc.)", ["Arm", "Budget", "Params", "Test acc. (%)"], rows,
                      ["Cells not beaten by any other cell with fewer or equal params and higher or equal "
                       "mean accuracy."], key="pareto")
 
@@ -160,12 +228,13 @@ def rethink_table(report: Report) -> TextTable:
         rows.append([row.dataset, row.model, row.method, _arm_acc(row.arms.get("unpruned")), count(row.pruned_params)]
                     + [_arm_acc(row.arms.get(a)) for a in arms])
     notes = ["Fine-tuned: pruned and fine-tuned; Scratch-E: same architecture trained from scratch "
-             "for the same epochs; Scratch-B: from scratch with the same compute (FLOPs) budget."]
+             "for the same epochs; Scratch-B: from scratch with the same compute (FLOPs) budget. Accuracies: "
+             "test accuracy after the last epoch."]
     return TextTable("Fine-tune vs scratch (rethink)", headers, rows, notes, key="rethink")
 
 
 def rethink_arms_table(report: Report) -> TextTable:
-    headers = ["Dataset", "Model", "Method", "Arm", "Seeds", "Best acc. (%)", "Params", "MACs", "FLOPs (2×MACs)", "Epochs", "lr"]
+    headers = ["Dataset", "Model", "Method", "Arm", "Seeds", "Test acc. (%)", "Params", "MACs", "FLOPs (2×MACs)", "Epochs", "lr"]
     rows = []
     for row in report.rethink_rows:
         for arm, a in row.arms.items():
@@ -197,15 +266,23 @@ def summary_line(report: Report) -> str:
 
 def general_notes(report: Report) -> list[str]:
     """Conventions that hold for every table, shown once per report."""
-    notes = [ACC_NOTE, COUNT_NOTE]
+    notes = [ACC_NOTE, BEST_NOTE, COUNT_NOTE]
     if report.budgets:
         notes.append(TEST_NOTE.format(baseline=report.baseline))
+    if report.min_seeds:
+        notes.append(seeds_note(report.min_seeds).capitalize() + ".")
+    legacy = sum(1 for r in report.records if r.extra.get("legacy_best_acc"))
+    if legacy:
+        notes.append(f"{legacy} record(s) come from a version of prunesearch that kept only the best test accuracy "
+                     "over epochs; for them that optimistic number stands in for the final-epoch accuracy.")
     return notes
 
 
 def all_tables(report: Report) -> list[TextTable]:
     """Every table of the report, in reading order."""
     tables = [cells_table(report, i) for i in range(len(report.budgets))]
+    if report.pooled:
+        tables.append(pooled_table(report))
     if report.scores:
         tables.append(scores_table(report))
     if report.pareto:

@@ -78,17 +78,49 @@ def _points(value: Any) -> list[tuple[float, float]] | None:
         return None
 
 
+def rule_profile_from_rule(rule: Any) -> dict[str, list[tuple[float, float]]] | None:
+    """The pooled keep-ratio profile of a prunesearch rule file's data (``prunesearch_rule``
+    format 1 or 2): {param fraction: [(relative position, value), ...]}; stage rules put each stage
+    at the middle of its share of the depth, depth rules at their grid positions."""
+    if not isinstance(rule, dict) or "prunesearch_rule" not in rule or not isinstance(rule.get("levels"), list):
+        return None
+    res = rule.get("resolution")
+    if not isinstance(res, int) or res < 1:
+        return None
+    if rule.get("kind") == "depth":
+        pos = rule.get("positions")
+        if not (isinstance(pos, list) and len(pos) == res):
+            pos = [(j + 0.5) / res for j in range(res)] if rule.get("prunesearch_rule") == 1 else (
+                [0.5] if res == 1 else [j / (res - 1) for j in range(res)])
+    else:
+        pos = [(j + 0.5) / res for j in range(res)]
+    out: dict[str, list[tuple[float, float]]] = {}
+    for lv in rule["levels"]:
+        if not isinstance(lv, dict) or not isinstance(lv.get("values"), dict):
+            continue
+        vals = lv["values"].get("all")
+        if isinstance(vals, list) and len(vals) == res:
+            try:
+                out[f"{float(lv.get('param_fraction')):.3g}"] = [(float(p), float(v)) for p, v in zip(pos, vals)]
+            except (TypeError, ValueError):
+                continue
+    return out or None
+
+
 def rule_profile_from_dict(rule: Any) -> dict[str, list[tuple[float, float]]] | None:
     """Pull a keep-ratio profile {level: [(relative_depth, keep_ratio), ...]} out of a rule file's
     data, or None when the file has no profile in a shape this function knows.
 
-    Accepted shapes (``profile`` or ``levels`` at the top level):
+    A prunesearch rule file (``prunesearch_rule``) is read by :func:`rule_profile_from_rule`.
+    Other accepted shapes (``profile`` or ``levels`` at the top level):
     ``{profile: {0.3: [[0.0, 0.9], [1.0, 0.2]]}}``,
     ``{levels: {0.3: {rel_depth: [...], keep_ratio: [...]}}}``,
     ``{levels: [{budget: 0.3, points: [[d, k], ...]}]}``.
     """
     if not isinstance(rule, dict):
         return None
+    if "prunesearch_rule" in rule:
+        return rule_profile_from_rule(rule)
     body = next((rule[k] for k in ("profile", "levels") if k in rule), None)
     out: dict[str, list[tuple[float, float]]] = {}
     if isinstance(body, dict):

@@ -5,12 +5,19 @@ Units: accuracies are fractions in [0, 1] (the writers render percentages); gaps
 
 Conventions (repeated in every rendered footnote):
 
-- accuracy = the record's ``best_acc`` (best test accuracy over epochs, the paper's metric);
-  mean ± sample standard deviation (ddof=1) over the complete seeds of a cell;
-- cells are keyed by the *requested* ``budget`` of the record and its ``generator``; one seed counts
-  once (a retried seed uses its latest complete trial);
-- gap / win rate / paired tests compare a generator with the baseline (``uniform``) on *matched
-  seeds*: the seeds complete in both cells at that budget.
+- accuracy = the record's ``final_acc``: **test** accuracy after the last epoch, mean ± sample
+  standard deviation (ddof=1) over the complete seeds of a cell. Nothing in a report is chosen on
+  test data: the searched arm's candidate for a (budget, seed) is the one with the best
+  *validation* accuracy. The reference code's best-test-over-epochs (``best_acc``) is shown only in
+  its own labelled column ("optimistic": it picks an epoch on the test set);
+- cells are keyed by the *requested* budget of the record and its arm; one seed counts once (a
+  retried seed uses its latest complete trial);
+- gap, win rate and tests compare an arm with the baseline (``uniform``) on *matched seeds*: the
+  seeds complete in both cells at that budget (paired: same seed, same data order). Per cell: the
+  mean paired difference with its 95 % t-interval and a paired t-test, Holm-corrected across all
+  compared cells of the report; exact sign and Wilcoxon tests as robustness checks, with the
+  smallest p they can reach at that n. Per arm: one pooled paired test over every (budget, seed)
+  pair (sign-flip permutation test, t-interval).
 """
 
 from __future__ import annotations
@@ -21,9 +28,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..records import COMPLETE, FAILED, INTERRUPTED, RUNNING, WAITING, RethinkRecord, TrialRecord
-from .stats import PairedTest, mean, normalized_auc, pareto_front, sample_std, sign_test, wilcoxon_signed_rank
+from .stats import (
+    MeanCI,
+    PairedTest,
+    holm,
+    mean,
+    mean_ci,
+    min_exact_p,
+    normalized_auc,
+    paired_t_test,
+    pareto_front,
+    sample_std,
+    sign_flip_test,
+    sign_test,
+    wilcoxon_signed_rank,
+)
 
 BASELINE = "uniform"
+ALPHA = 0.05  # the significance level the notes speak of
+MIN_SEEDS_FOR_TEST = 2  # a paired t-test needs two differences
 # Reference arms that are a single point, not a curve over budgets: excluded from the AUC score range.
 REFERENCE_GENERATORS = frozenset({"unpruned"})
 _GENERATOR_ORDER = ["uniform", "pruned", "guided", "transferred", "searched", "random", "unpruned"]
@@ -51,7 +74,7 @@ class Cell:
     generator: str
     planned: int  # seeds planned for this cell (distinct seeds seen, or the study's plan if larger)
     seeds: tuple[int, ...]  # complete seeds, ascending
-    accs: tuple[float, ...]  # best_acc of each complete seed, same order (fractions)
+    accs: tuple[float, ...]  # final-epoch test accuracy of each complete seed, same order (fractions)
     mean_acc: float | None
     std_acc: float | None  # sample std (ddof=1); None with fewer than two seeds
     params: int | None  # mean over the cell's seeds (equal for deterministic generators)
@@ -67,6 +90,14 @@ class Cell:
     losses: int = 0
     sign: PairedTest | None = None
     wilcoxon: PairedTest | None = None
+    gap_ci: MeanCI | None = None  # 95 % t-interval of the mean paired difference
+    t_test: PairedTest | None = None  # paired t-test of the differences
+    p_holm: float | None = None  # the t-test's p, Holm-corrected across the report's compared cells
+    val_mean: float | None = None  # mean final validation accuracy (what choices use)
+    best_test_mean: float | None = None  # reference convention: best test accuracy over epochs (optimistic)
+    budget_error: float | None = None  # largest |count - target| / target among the cell's architectures
+    budget_kind: str = "params"
+    chosen: tuple[int, ...] = ()  # trial numbers the cell reports (searched: chosen by validation)
 
     @property
     def n_complete(self) -> int:
@@ -166,6 +197,8 @@ class Report:
     rethink_arms: list[str] = field(default_factory=list)
     rule_profile: dict[str, list[tuple[float, float]]] | None = None
     records: list[TrialRecord] = field(default_factory=list)
+    pooled: list[Pooled] = field(default_factory=list)
+    min_seeds: int = 0  # fewest matched seeds of any compared cell (for the notes)
 
     @property
     def partial(self) -> bool:
@@ -200,14 +233,28 @@ def _latest(records: Sequence[TrialRecord]) -> TrialRecord:
 
 
 def _is_complete(r: TrialRecord | RethinkRecord) -> bool:
-    return r.state == COMPLETE and r.best_acc is not None and math.isfinite(r.best_acc)
+    return r.state == COMPLETE and r.final_acc is not None and math.isfinite(r.final_acc)
+
+
+def _chosen(records: Sequence[TrialRecord]) -> TrialRecord:
+    """The record a seed of a cell shows. Several candidates (the searched arm's trials) are chosen
+    by final *validation* accuracy (ties: the lower trial number): never by a test number. One
+    planned trial with retries shows its complete attempt, else its latest state."""
+    indices = {r.extra.get("index", 0) for r in records}
+    if len(indices) <= 1:
+        return _latest(records)
+    done = [r for r in records if _is_complete(r)]
+    if not done:
+        return _latest(records)
+    return max(done, key=lambda r: (r.val_acc if r.val_acc is not None else -1.0,
+                                    -(r.trial_number if r.trial_number is not None else 0)))
 
 
 def _cell(budget: float, generator: str, recs: Sequence[TrialRecord], planned_seeds: int | None) -> Cell:
     by_seed: dict[int, list[TrialRecord]] = defaultdict(list)
     for r in recs:
         by_seed[r.seed].append(r)
-    shown = {seed: _latest(rs) for seed, rs in by_seed.items()}
+    shown = {seed: _chosen(rs) for seed, rs in by_seed.items()}
     complete = sorted((s, r) for s, r in shown.items() if _is_complete(r))
     counts: dict[str, int] = defaultdict(int)
     for r in shown.values():
@@ -218,11 +265,14 @@ def _cell(budget: float, generator: str, recs: Sequence[TrialRecord], planned_se
         for s, r in sorted(shown.items())
         if r.state == FAILED or (r.state == COMPLETE and not _is_complete(r))
     )
-    accs = tuple(float(r.best_acc) for _, r in complete)  # type: ignore[arg-type]
+    accs = tuple(float(r.final_acc) for _, r in complete)  # type: ignore[arg-type]
     # Sizes come from complete seeds; before any completes, from any seed whose architecture is
     # known (a searched trial that is still waiting has no architecture yet: params 0).
     sized = [r for _, r in complete] or [r for r in shown.values() if r.params > 0]
     params = [r.params for r in sized]
+    vals = [float(r.val_acc) for _, r in complete if r.val_acc is not None]
+    bests = [float(r.best_acc) for _, r in complete if r.best_acc is not None]
+    errors = [abs(float(r.budget_error)) for r in sized if r.budget_error is not None]
     return Cell(
         budget=budget,
         param_budget=int(round(mean([r.param_budget for r in recs]))),
@@ -237,6 +287,11 @@ def _cell(budget: float, generator: str, recs: Sequence[TrialRecord], planned_se
         params_vary=len({r.arch_id for r in sized}) > 1,
         state_counts=dict(counts),
         failures=failures,
+        val_mean=mean(vals) if vals else None,
+        best_test_mean=mean(bests) if bests else None,
+        budget_error=max(errors) if errors else None,
+        budget_kind=recs[0].budget_kind if recs else "params",
+        chosen=tuple(r.trial_number for _, r in complete if r.trial_number is not None),
     )
 
 
@@ -259,7 +314,16 @@ def _compare(cell: Cell, base: Cell | None) -> Cell:
         losses=sum(d < 0 for d in diffs),
         sign=sign_test(diffs),
         wilcoxon=wilcoxon_signed_rank(diffs),
+        gap_ci=mean_ci(diffs),
+        t_test=paired_t_test(diffs),
     )
+
+
+def matched_differences(cell: Cell, base: Cell) -> list[tuple[int, float]]:
+    """(seed, acc - baseline acc) on the seeds complete in both cells."""
+    mine = dict(zip(cell.seeds, cell.accs))
+    theirs = dict(zip(base.seeds, base.accs))
+    return [(s, mine[s] - theirs[s]) for s in sorted(set(mine) & set(theirs))]
 
 
 def _replace(cell: Cell, **changes) -> Cell:
@@ -278,7 +342,8 @@ def build_cells(
     """
     by_cell: dict[tuple[float, str], list[TrialRecord]] = defaultdict(list)
     for r in records:
-        by_cell[(float(r.budget), r.generator)].append(r)
+        if r.task == "scratch":
+            by_cell[(float(r.budget), r.generator)].append(r)
     budgets: dict[float, list[Cell]] = defaultdict(list)
     for (budget, gen), recs in by_cell.items():
         budgets[budget].append(_cell(budget, gen, recs, planned_seeds))
@@ -292,7 +357,58 @@ def build_cells(
         groups.append(BudgetGroup(budget, param_budget, tuple(cells)))
     # Smallest first; the requested budget breaks ties between equal absolute budgets.
     groups.sort(key=lambda g: (g.param_budget, g.budget))
-    return groups
+    return _holm(groups)
+
+
+def _holm(groups: list[BudgetGroup]) -> list[BudgetGroup]:
+    """Holm-correct the cells' paired t-test p-values across the whole report (many cells, one
+    family of questions: "does this arm beat uniform at this budget?")."""
+    cells = [(gi, ci) for gi, g in enumerate(groups) for ci, c in enumerate(g.cells)
+             if c.t_test is not None and c.t_test.p_value is not None]
+    adjusted = holm([groups[gi].cells[ci].t_test.p_value for gi, ci in cells])  # type: ignore[union-attr]
+    out = [list(g.cells) for g in groups]
+    for (gi, ci), p in zip(cells, adjusted):
+        out[gi][ci] = _replace(out[gi][ci], p_holm=p)
+    return [BudgetGroup(g.budget, g.param_budget, tuple(cs)) for g, cs in zip(groups, out)]
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """One arm against the baseline over every matched (budget, seed) pair of the report."""
+
+    generator: str
+    n_pairs: int
+    n_budgets: int
+    mean_gap: float | None
+    ci: MeanCI | None
+    t_test: PairedTest | None
+    sign_flip: PairedTest | None
+    wins: int
+    losses: int
+
+
+def build_pooled(groups: Sequence[BudgetGroup], baseline: str = BASELINE) -> list[Pooled]:
+    """The pooled paired comparison of each arm with the baseline across budgets: the primary
+    answer to "does this arm beat uniform?" when every budget alone has few seeds."""
+    diffs: dict[str, list[float]] = defaultdict(list)
+    budgets: dict[str, set[float]] = defaultdict(set)
+    for g in groups:
+        base = next((c for c in g.cells if c.generator == baseline), None)
+        if base is None:
+            continue
+        for c in g.cells:
+            if c.generator == baseline:
+                continue
+            d = [x for _, x in matched_differences(c, base)]
+            if d:
+                diffs[c.generator] += d
+                budgets[c.generator].add(g.budget)
+    out = []
+    for gen in _order(diffs, _GENERATOR_ORDER):
+        d = diffs[gen]
+        out.append(Pooled(gen, len(d), len(budgets[gen]), mean(d), mean_ci(d), paired_t_test(d), sign_flip_test(d),
+                          sum(x > 0 for x in d), sum(x < 0 for x in d)))
+    return out
 
 
 def build_scores(groups: Sequence[BudgetGroup]) -> tuple[list[Score], tuple[int, int] | None]:
@@ -330,10 +446,12 @@ def build_pareto(groups: Sequence[BudgetGroup]) -> list[ParetoPoint]:
     return [ParetoPoint(cells[i].generator, cells[i].budget, cells[i].params, cells[i].mean_acc, cells[i].partial) for i in idx]  # type: ignore[arg-type]
 
 
-def build_rethink(records: Iterable[RethinkRecord]) -> tuple[list[RethinkRow], list[str]]:
+def build_rethink(records: Iterable[TrialRecord | RethinkRecord]) -> tuple[list[RethinkRow], list[str]]:
     """The paper's fine-tune vs scratch table: rows = dataset/model/method (and pruned size),
-    columns = arms (unpruned, finetune, scratch-e, scratch-b, then lottery arms)."""
-    records = list(records)
+    columns = arms (unpruned, finetune, scratch-e, scratch-b, then lottery arms). Accuracy is the
+    final-epoch test accuracy; records of rethink arms not yet trained (no size yet) are skipped."""
+    records = [r.to_trial_record() if isinstance(r, RethinkRecord) else r for r in records]
+    records = [r for r in records if r.task == "rethink" and r.arm and (r.params > 0 or r.state in (COMPLETE, FAILED))]
     groups: dict[tuple[str, str, str], list[RethinkRecord]] = defaultdict(list)
     for r in records:
         groups[(r.dataset, r.model, r.method)].append(r)
@@ -366,10 +484,10 @@ def _rethink_arm(arm: str, recs: Sequence[RethinkRecord]) -> RethinkArm:
     by_seed: dict[int, list[RethinkRecord]] = defaultdict(list)
     for r in recs:
         by_seed[r.seed].append(r)
-    shown = {s: min(rs, key=lambda r: _STATE_PRIORITY.get(r.state, 9)) for s, rs in by_seed.items()}
+    shown = {s: _latest(rs) for s, rs in by_seed.items()}
     complete = sorted((s, r) for s, r in shown.items() if _is_complete(r))
-    accs = tuple(float(r.best_acc) for _, r in complete)  # type: ignore[arg-type]
-    sized = [r for _, r in complete] or list(shown.values())
+    accs = tuple(float(r.final_acc) for _, r in complete)  # type: ignore[arg-type]
+    sized = [r for _, r in complete] or [r for r in shown.values() if r.params > 0] or list(shown.values())
     return RethinkArm(
         arm=arm,
         lr=sized[0].lr if sized else None,
@@ -379,7 +497,7 @@ def _rethink_arm(arm: str, recs: Sequence[RethinkRecord]) -> RethinkArm:
         std_acc=sample_std(accs),
         params=int(round(mean([r.params for r in sized]))) if sized else None,
         macs=int(round(mean([r.macs for r in sized]))) if sized else None,
-        epochs=tuple(sorted({r.epochs for r in sized})),
+        epochs=tuple(sorted({r.epochs for r in sized if r.epochs is not None})),
         planned=len(shown),
         failures=tuple(
             SeedFailure(s, None, r.fail_reason or "unknown") for s, r in sorted(shown.items()) if not _is_complete(r) and r.state in (FAILED, COMPLETE)
@@ -409,30 +527,35 @@ def normalize_rule_profile(profile: RuleProfile | None) -> dict[str, list[tuple[
 def build_report(
     records: Iterable[TrialRecord],
     *,
-    rethink: Iterable[RethinkRecord] | None = None,
+    rethink: Iterable[TrialRecord | RethinkRecord] | None = None,
     rule_profile: RuleProfile | None = None,
     title: str = "prunesearch report",
     baseline: str = BASELINE,
     planned_seeds: int | None = None,
 ) -> Report:
-    """All tables of a report, as data."""
+    """All tables of a report, as data. ``records`` may mix study arms and rethink arms (they share
+    one storage); ``rethink`` adds rethink records from elsewhere (old ``rethink.jsonl`` files)."""
     records = list(records)
+    rethink = [r.to_trial_record() if isinstance(r, RethinkRecord) else r for r in (rethink or [])]
+    rethink += [r for r in records if r.task == "rethink"]
+    records = [r for r in records if r.task != "rethink"]
     groups = build_cells(records, baseline=baseline, planned_seeds=planned_seeds)
     scores, score_range = build_scores(groups)
     generators = _order({r.generator for r in records}, [baseline] + _GENERATOR_ORDER)
     # Seeds whose latest trial failed (a failed trial that was retried successfully is history).
     failed: list[TrialRecord] = []
     by_seed: dict[tuple[float, str, int], list[TrialRecord]] = defaultdict(list)
-    for r in records:
-        by_seed[(float(r.budget), r.generator, r.seed)].append(r)
-    for key in sorted(by_seed, key=lambda k: (k[0], generators.index(k[1]), k[2])):
+    for r in records + rethink:
+        by_seed[(float(r.budget), r.arm or r.generator, r.seed, r.extra.get("index", 0))].append(r)
+    for key in sorted(by_seed, key=lambda k: (k[0], k[1], k[2], k[3])):
         shown = _latest(by_seed[key])
         if shown.state == FAILED or (shown.state == COMPLETE and not _is_complete(shown)):
             failed.append(shown)
     counts: dict[str, int] = defaultdict(int)
-    for r in records:
+    for r in records + rethink:
         counts[r.state] += 1
-    rows, arms = build_rethink(rethink or [])
+    rows, arms = build_rethink(rethink)
+    compared = [c.n_matched for g in groups for c in g.cells if c.n_matched]
     return Report(
         title=title,
         baseline=baseline,
@@ -446,7 +569,9 @@ def build_report(
         rethink_rows=rows,
         rethink_arms=arms,
         rule_profile=normalize_rule_profile(rule_profile),
-        records=records,
+        records=records + rethink,
+        pooled=build_pooled(groups, baseline),
+        min_seeds=min(compared) if compared else 0,
     )
 
 
@@ -467,6 +592,8 @@ def report_to_dict(report: Report) -> dict:
     return {
         "title": report.title,
         "baseline": report.baseline,
+        "metric": "final-epoch test accuracy (fraction); searched candidates chosen by validation accuracy",
+        "pooled": [dataclasses.asdict(p) for p in report.pooled],
         "partial": report.partial,
         "state_counts": report.state_counts,
         "budgets": [{"budget": g.budget, "param_budget": g.param_budget, "cells": [cell(c) for c in g.cells]}
@@ -479,3 +606,21 @@ def report_to_dict(report: Report) -> dict:
         "rethink": [{"dataset": r.dataset, "model": r.model, "method": r.method, "pruned_params": r.pruned_params,
                      "arms": {k: arm(a) for k, a in r.arms.items()}} for r in report.rethink_rows],
     }
+
+
+def flat_table(report: Report) -> list[dict]:
+    """One row per (budget, arm): what ``--json`` summaries print (accuracies as fractions; the test
+    accuracy is the final-epoch one; ``gap`` is the paired mean difference to the baseline)."""
+    rows = []
+    for g in report.budgets:
+        for c in g.cells:
+            rows.append({
+                "budget": g.budget, "budget_kind": c.budget_kind, "target": g.param_budget, "generator": c.generator,
+                "seeds": c.n_complete, "planned": c.planned, "mean_acc": c.mean_acc, "std_acc": c.std_acc,
+                "val_mean": c.val_mean, "best_epoch_test_mean": c.best_test_mean, "params": c.params, "macs": c.macs,
+                "max_abs_budget_error": c.budget_error, "gap": c.gap,
+                "gap_ci95": [c.gap_ci.low, c.gap_ci.high] if c.gap_ci else None,
+                "p_t": c.t_test.p_value if c.t_test else None, "p_holm": c.p_holm, "wins": c.wins,
+                "losses": c.losses, "failed": len(c.failures),
+            })
+    return rows

@@ -81,42 +81,56 @@ def _csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes
 
 
 def csv_tables(report: Report) -> dict[str, bytes]:
-    """File name -> CSV bytes. Accuracies and gaps in percent (column names say so), raw counts."""
+    """File name -> CSV bytes. Accuracies and gaps in percent (column names say so), raw counts.
+    ``test_acc`` is the final-epoch test accuracy (what the report leads with); ``best_epoch_test``
+    the reference's optimistic best-over-epochs number."""
+    pc = lambda x: None if x is None else round(100 * x, 6)  # noqa: E731
     cells = []
     for g in report.budgets:
         for c in g.cells:
-            pc = lambda x: None if x is None else round(100 * x, 6)  # noqa: E731
             cells.append([
-                g.budget, g.param_budget, c.generator, c.n_complete, c.planned, int(c.partial),
-                pc(c.mean_acc), pc(c.std_acc), c.params, c.macs, c.flops, int(c.params_vary),
-                int(c.is_baseline), c.n_matched, pc(c.gap), c.wins, c.ties, c.losses,
+                g.budget, c.budget_kind, g.param_budget, c.generator, c.n_complete, c.planned, int(c.partial),
+                pc(c.mean_acc), pc(c.std_acc), pc(c.val_mean), pc(c.best_test_mean), c.params, c.macs, c.flops,
+                None if c.budget_error is None else round(c.budget_error, 8), int(c.params_vary),
+                int(c.is_baseline), c.n_matched, pc(c.gap), pc(c.gap_ci.low) if c.gap_ci else None,
+                pc(c.gap_ci.high) if c.gap_ci else None, c.wins, c.ties, c.losses,
                 None if c.win_rate is None else round(c.win_rate, 6),
+                c.t_test.p_value if c.t_test else None, c.p_holm,
                 c.sign.statistic if c.sign else None, c.sign.p_value if c.sign else None,
                 c.wilcoxon.statistic if c.wilcoxon else None, c.wilcoxon.p_value if c.wilcoxon else None,
-                " ".join(map(str, c.seeds)),
+                " ".join(map(str, c.seeds)), " ".join(map(str, c.chosen)),
                 "; ".join(f"seed {f.seed}: {f.reason}" for f in c.failures),
             ])
     out = {"cells.csv": _csv_bytes(
-        ["budget", "param_budget", "generator", "seeds_complete", "seeds_planned", "partial",
-         "best_acc_mean_pct", "best_acc_std_pct", "params", "macs", "flops_2x_macs", "params_vary",
-         "is_baseline", f"matched_seeds_vs_{report.baseline}", "gap_pp", "wins", "ties", "losses", "win_rate",
-         "sign_test_positive", "sign_test_p_two_sided", "wilcoxon_w_min", "wilcoxon_p_two_sided_exact",
-         "complete_seeds", "failures"], cells)}
+        ["budget", "budget_kind", "target", "arm", "seeds_complete", "seeds_planned", "partial",
+         "test_acc_mean_pct", "test_acc_std_pct", "val_acc_mean_pct", "best_epoch_test_mean_pct_optimistic", "params",
+         "macs", "flops_2x_macs", "max_abs_budget_error", "params_vary", "is_baseline",
+         f"matched_seeds_vs_{report.baseline}", "gap_pp", "gap_ci95_low_pp", "gap_ci95_high_pp", "wins", "ties",
+         "losses", "win_rate", "t_test_p_two_sided", "t_test_p_holm", "sign_test_positive", "sign_test_p_two_sided",
+         "wilcoxon_w_min", "wilcoxon_p_two_sided_exact", "complete_seeds", "reported_trials", "failures"], cells)}
     out["trials.csv"] = _csv_bytes(
-        ["budget", "param_budget", "generator", "seed", "state", "best_acc_pct", "final_acc_pct", "params", "macs",
-         "flops_2x_macs", "epochs", "train_seconds", "trial_number", "arch_id", "fail_reason"],
-        ([r.budget, r.param_budget, r.generator, r.seed, r.state,
-          None if r.best_acc is None else round(100 * r.best_acc, 6),
-          None if r.final_acc is None else round(100 * r.final_acc, 6), r.params, r.macs, r.flops, r.epochs,
-          r.train_seconds, r.trial_number, r.arch_id, r.fail_reason] for r in report.records))
+        ["task", "arm", "budget", "budget_kind", "target", "generator", "seed", "state", "test_acc_pct", "val_acc_pct",
+         "best_val_acc_pct", "best_val_epoch", "test_at_best_val_pct", "best_epoch_test_pct_optimistic", "params",
+         "macs", "flops_2x_macs", "budget_error", "epochs", "train_seconds", "trial_number", "arch_id", "fail_reason"],
+        ([r.task, r.arm, r.budget, r.budget_kind, r.param_budget, r.generator, r.seed, r.state, pc(r.final_acc),
+          pc(r.val_acc), pc(r.best_val_acc), r.best_val_epoch, pc(r.test_at_best_val), pc(r.best_acc), r.params,
+          r.macs, r.flops, r.budget_error, r.epochs, r.train_seconds, r.trial_number, r.arch_id, r.fail_reason]
+         for r in report.records))
+    if report.pooled:
+        out["pooled.csv"] = _csv_bytes(
+            ["arm", "pairs", "budgets", "mean_gap_pp", "ci95_low_pp", "ci95_high_pp", "wins", "losses",
+             "sign_flip_p_two_sided", "t_test_p_two_sided"],
+            ([p.generator, p.n_pairs, p.n_budgets, pc(p.mean_gap), pc(p.ci.low) if p.ci else None,
+              pc(p.ci.high) if p.ci else None, p.wins, p.losses, p.sign_flip.p_value if p.sign_flip else None,
+              p.t_test.p_value if p.t_test else None] for p in report.pooled))
     if report.scores:
         lo, hi = report.score_range or (None, None)
         out["scores.csv"] = _csv_bytes(
-            ["generator", "score_mean_acc_pct", "budgets", "partial", "range_params_min", "range_params_max"],
+            ["arm", "score_mean_test_acc_pct", "budgets", "partial", "range_params_min", "range_params_max"],
             ([s.generator, None if s.score is None else round(100 * s.score, 6), s.n_budgets, int(s.partial), lo, hi]
              for s in report.scores))
     if report.pareto:
-        out["pareto.csv"] = _csv_bytes(["generator", "budget", "params", "best_acc_mean_pct", "partial"],
+        out["pareto.csv"] = _csv_bytes(["arm", "budget", "params", "test_acc_mean_pct", "partial"],
                                        ([p.generator, p.budget, p.params, round(100 * p.mean_acc, 6), int(p.partial)]
                                         for p in report.pareto))
     if report.rethink_rows:
@@ -124,12 +138,11 @@ def csv_tables(report: Report) -> dict[str, bytes]:
         for row in report.rethink_rows:
             for arm, a in row.arms.items():
                 rows.append([row.dataset, row.model, row.method, row.pruned_params, arm, a.lr, len(a.seeds), a.planned,
-                             None if a.mean_acc is None else round(100 * a.mean_acc, 6),
-                             None if a.std_acc is None else round(100 * a.std_acc, 6), a.params, a.macs, a.flops,
+                             pc(a.mean_acc), pc(a.std_acc), a.params, a.macs, a.flops,
                              "/".join(map(str, a.epochs)), "; ".join(f"seed {f.seed}: {f.reason}" for f in a.failures)])
         out["rethink.csv"] = _csv_bytes(
             ["dataset", "model", "method", "pruned_params", "arm", "lr", "seeds_complete", "seeds_planned",
-             "best_acc_mean_pct", "best_acc_std_pct", "params", "macs", "flops_2x_macs", "epochs", "failures"], rows)
+             "test_acc_mean_pct", "test_acc_std_pct", "params", "macs", "flops_2x_macs", "epochs", "failures"], rows)
     return out
 
 

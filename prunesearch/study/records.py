@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..records import COMPLETE, FAILED, INTERRUPTED, RUNNING, WAITING, TrialRecord
+from ..records import COMPLETE, FAILED, INTERRUPTED, RETHINK, RUNNING, SCRATCH, WAITING, TrialRecord
 from .storage import FAIL_REASON, STALE_REASON, load_study, open_storage
 
 _STATE = {
@@ -18,7 +18,9 @@ _STATE = {
     TrialState.WAITING: WAITING,
 }
 _EXTRA = ("retry_reason", "slot", "index", "keep_ratios", "multipliers", "alpha", "images_per_second", "worker",
-          "train_info", "options", "cache_key", "dataset_synthetic", "duplicate_of")
+          "train_info", "options", "cache_key", "dataset_synthetic", "duplicate_of", "curve", "pruned_arch",
+          "pruned_params", "pruned_macs", "prune_info", "prune_ratio", "regularizer", "sparsity_diagnostic",
+          "init", "source", "dataset_options", "val_fraction")
 
 
 def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by: int | None = None,
@@ -27,6 +29,11 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
     (a trial failed as stale is frozen; its retry carries the reason)."""
     ua = t.user_attrs
     state = _STATE.get(t.state, FAILED)
+    done = state == COMPLETE
+
+    def result(key: str) -> Any:
+        return ua.get(key) if done else None
+
     if t.state == TrialState.FAIL and ua.get("interrupted"):
         state = INTERRUPTED
     extra: dict[str, Any] = {k: ua[k] for k in _EXTRA if k in ua}
@@ -37,22 +44,27 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
         extra["retry_of"] = list(history)
     if superseded_by is not None:
         extra["superseded_by"] = superseded_by
+    final = result("final_acc")
+    if final is None and state == COMPLETE and result("best_acc") is not None:
+        # a study written before final-epoch accuracy was recorded: only the optimistic number exists
+        final = result("best_acc")
+        extra["legacy_best_acc"] = True
     return TrialRecord(
         generator=str(ua.get("generator", "")),
-        budget=float(ua.get("budget", 0.0)),
-        param_budget=int(ua.get("param_budget", 0)),
+        budget=float(ua.get("budget", 0.0) or 0.0),
+        param_budget=int(ua.get("param_budget", 0) or 0),
         seed=int(ua.get("seed", 0)),
         arch=dict(ua.get("arch") or {}),
         arch_id=str(ua.get("arch_id", "")),
-        params=int(ua.get("params", 0)),
-        macs=int(ua.get("macs", 0)),
+        params=int(ua.get("params", 0) or 0),
+        macs=int(ua.get("macs", 0) or 0),
         dataset=str(ua.get("dataset", "")),
         recipe=dict(ua.get("recipe") or {}),
         state=state,
-        best_acc=ua.get("best_acc") if state == COMPLETE else None,
-        final_acc=ua.get("final_acc") if state == COMPLETE else None,
-        train_seconds=ua.get("train_seconds") if state == COMPLETE else None,
-        epochs=ua.get("epochs") if state == COMPLETE else None,
+        best_acc=result("best_acc"),
+        final_acc=final,
+        train_seconds=result("train_seconds"),
+        epochs=result("epochs"),
         fail_reason=(ua.get(FAIL_REASON) or reason or STALE_REASON) if state in (FAILED, INTERRUPTED) else None,
         study=study_name,
         trial_number=t.number,
@@ -61,6 +73,17 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
         cached_from=ua.get("cached_from"),
         versions=dict(ua.get("versions") or {}),
         extra=extra,
+        val_acc=result("val_acc"),
+        best_val_acc=result("best_val_acc"),
+        best_val_epoch=result("best_val_epoch"),
+        test_at_best_val=result("test_at_best_val"),
+        budget_kind=str(ua.get("budget_kind", "params")),
+        budget_error=ua.get("budget_error"),
+        split=dict(result("split") or {}),
+        task=RETHINK if str(ua.get("task", "scratch")).startswith("rethink") else SCRATCH,
+        arm=ua.get("arm"),
+        model=ua.get("model"),
+        lr=ua.get("lr"),
     )
 
 

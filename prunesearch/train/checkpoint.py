@@ -9,7 +9,6 @@ history so far and a fingerprint of the run (recipe, seed, data) that a resume m
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,12 @@ LAST = "last.pt"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
-    A crash mid-write leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        kill_point("checkpoint-write")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``state`` to ``path`` atomically (the one writer, ``prunesearch.fileio.atomic_write``):
+    a crash mid-write leaves the previous checkpoint intact."""
+    from ..fileio import atomic_write
+
+    # PRUNESEARCH_KILL_AT=checkpoint-write kills after the temp file is written, before the rename
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f), kill_at="checkpoint-write")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:

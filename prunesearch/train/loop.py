@@ -418,5 +418,5 @@ def _check_finite(losses: torch.Tensor, start: int, stop: int, epoch: int) -> No
     bad = start + int((~finite).nonzero()[0])
     raise TrainingDiverged(
         f"training diverged: loss {float(losses[bad])} at epoch {epoch + 1}, step {bad + 1}; lower the "
-        "learning rate (--lr), use --precision fp32, or check the data normalisation"
+        "recipe's learning rate (lr), set its precision to fp32, or check the data normalisation"
     )

@@ -1,17 +1,17 @@
-"""The one evaluator: build an architecture, train it from scratch, return its metrics.
-
-Everything a trial trains goes through :func:`evaluate`; it knows nothing about Optuna. Tests use it
-for real with a tiny dataset (``synthetic``/``digits``) and a 1-epoch recipe: no fake metrics.
-"""
+"""The ``scratch`` job: build an architecture, train it from scratch, return its metrics."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .base import Job, JobContext, JobResult, register, train_metrics
 
-def evaluate(
+
+def train_candidate(
     arch: Any,
     seed: int,
     dataset: Any,
@@ -19,10 +19,11 @@ def evaluate(
     device: Any = "auto",
     checkpoint_dir: str | os.PathLike | None = None,
     on_progress: Any = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` (Architecture or its dict) from scratch on ``dataset`` (Dataset or name) with
-    ``recipe`` (Recipe, dict or name) and ``seed``; returns ``{best_acc, final_acc, train_seconds,
-    epochs, images_per_second, precision, device, threads, resumed_from}`` (accuracies are fractions).
+    ``recipe`` (Recipe, dict or name) and ``seed``; returns :func:`train_metrics` plus
+    ``checkpoint_discarded``.
 
     ``seed`` seeds the initial weights (torch's RNG before the model is built) and the trainer's
     batch order/augmentation. With ``checkpoint_dir`` an interrupted run resumes from ``last.pt``.
@@ -32,6 +33,7 @@ def evaluate(
 
     from ..arch import Architecture
     from ..data import load_dataset
+    from ..errors import CheckpointError
     from ..models import build_model
     from ..train import Recipe, get_recipe, train
 
@@ -39,11 +41,10 @@ def evaluate(
         arch = Architecture.from_dict(arch)
     if isinstance(dataset, str):
         dataset = load_dataset(dataset)
-    if isinstance(recipe, dict):
-        recipe = Recipe.from_dict(recipe)
+    if isinstance(recipe, Mapping):
+        recipe = Recipe.from_dict(dict(recipe))
     elif isinstance(recipe, str):
         recipe = get_recipe(recipe)
-    from ..errors import CheckpointError
 
     def run():
         torch.manual_seed(int(seed))  # the initial weights: the trainer seeds only its own randomness
@@ -60,7 +61,7 @@ def evaluate(
             init_sparse_(model, torch.Generator().manual_seed(int(seed)))
             hooks = (MaskHook(),)
         return train(model, dataset, recipe, seed=int(seed), device=device, on_progress=on_progress,
-                     checkpoint_dir=checkpoint_dir, hooks=hooks)
+                     checkpoint_dir=checkpoint_dir, hooks=hooks, threads=threads)
 
     discarded = None
     if checkpoint_dir is not None:
@@ -71,21 +72,21 @@ def evaluate(
         if checkpoint_dir is None:
             raise
         # a checkpoint left by a killed run that cannot be resumed: discard it, train from scratch
-        import shutil
-
         discarded = str(e)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
         result = run()
-    return {
-        "checkpoint_discarded": discarded,
-        "best_acc": float(result.best_acc),
-        "final_acc": float(result.final_acc),
-        "train_seconds": float(result.train_seconds),
-        "epochs": int(result.epochs),
-        "images_per_second": float(result.images_per_second),
-        "precision": str(getattr(result, "precision", "")),
-        "device": str(getattr(result, "device", "")),
-        "threads": getattr(result, "threads", None),
-        "resumed_from": getattr(result, "resumed_from", None),
-    }
+    return {**train_metrics(result), "checkpoint_discarded": discarded}
+
+
+@register
+class Scratch(Job):
+    """Train the trial's ``arch`` from scratch with its ``recipe`` and ``seed``."""
+
+    name = "scratch"
+    cacheable = True
+
+    def run(self, attrs: Mapping[str, Any], ctx: JobContext) -> JobResult:
+        metrics = train_candidate(attrs["arch"], int(attrs["seed"]), ctx.data, attrs["recipe"], ctx.device,
+                                  ctx.checkpoint_dir, on_progress=ctx.on_progress, threads=ctx.threads)
+        return JobResult(metrics)

@@ -1,12 +1,12 @@
-"""Report -> rich renderables for the terminal. Nothing here prints: the CLI prints them."""
+"""Report -> rich renderables for the terminal (the command layer is the only one that knows rich)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from .render import TextTable, all_tables, general_notes, summary_line
-from .tables import Report
+from ..report.render import TextTable, all_tables, general_notes, summary_line
+from ..report.tables import Report
 
 _NUMERIC = re.compile(r"^[-+—\d.]")
 
