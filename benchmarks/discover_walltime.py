@@ -69,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_at_start": [round(v, 2) for v in load0],
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "note": "2-core machine shared with other jobs: the wall time depends on the load above",
-            "defaults": {k: summary.get(k) for k in ("model", "dataset", "method", "budgets", "recipe", "epochs") if k in summary},
-            "base_best_acc": (summary.get("base") or {}).get("best_acc"),
+            "defaults": {k: summary.get(k) for k in ("model", "dataset", "method", "budgets", "budget_kind", "seeds")},
+            "recipe": summary.get("recipe"),
+            "base_test_acc": (summary.get("base") or {}).get("final_acc"),
+            "base_val_acc": (summary.get("base") or {}).get("val_acc"),
+            "sparsity_diagnostic": summary.get("sparsity_diagnostic"),
             "seconds_by_phase": summary.get("seconds"),
-            "table": [{k: r.get(k) for k in ("budget", "generator", "params", "best_acc", "vs_uniform")} for r in table],
+            "table": [{k: r.get(k) for k in ("budget", "generator", "params", "seeds", "mean_acc", "std_acc", "gap",
+                                             "gap_ci95", "p_t", "p_holm")} for r in table],
+            "pooled": summary.get("pooled"),
         }
         write_result(args.name, result)
     finally:

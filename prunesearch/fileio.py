@@ -81,6 +81,100 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
+MAX_DOCUMENT_BYTES = 1 << 20  # spec, rule, architecture and pattern files: 1 MiB
+MAX_YAML_NODES = 200_000  # nodes after expanding aliases (a 484-byte alias bomb expands to billions)
+MAX_YAML_DEPTH = 64  # nesting of mappings and lists
+
+
+class YamlLimitError(ValueError):
+    pass
+
+
+def _safe_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses duplicate keys, deep nesting and alias expansion beyond a size."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    dup = key in seen
+                except TypeError:
+                    dup = False
+                if dup:
+                    raise YamlLimitError(f"key {key!r} appears twice at line {key_node.start_mark.line + 1} (the "
+                                         "second would silently win); keep one")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, Loader.construct_mapping)
+    return Loader
+
+
+def _check_graph(node) -> None:
+    """Expanded size and depth of a composed YAML node graph (aliases share nodes), without expanding."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def walk(n, depth: int) -> int:
+        if depth > MAX_YAML_DEPTH:
+            raise YamlLimitError(f"nesting deeper than {MAX_YAML_DEPTH} levels; flatten the document")
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise YamlLimitError("an alias refers to its own anchor (a recursive document); remove the cycle")
+        active.add(key)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += walk(k, depth + 1) + walk(v, depth + 1)
+        elif isinstance(n, yaml.SequenceNode):
+            for v in n.value:
+                total += walk(v, depth + 1)
+        if total > MAX_YAML_NODES:
+            raise YamlLimitError(f"more than {MAX_YAML_NODES:,} values once aliases are expanded (an alias bomb?); "
+                                 "write the document out without so many aliases")
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    walk(node, 0)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with limits: no duplicate keys, nesting at most MAX_YAML_DEPTH, at most
+    MAX_YAML_NODES values after alias expansion (checked on the node graph before anything is
+    built). Raises ``yaml.YAMLError`` or :class:`YamlLimitError`."""
+    import sys
+
+    loader = _safe_loader()(text)
+    old = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old, 10_000))
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_graph(node)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise YamlLimitError(f"nesting deeper than {MAX_YAML_DEPTH} levels; flatten the document") from None
+    finally:
+        sys.setrecursionlimit(old)
+        loader.dispose()
+
+
+def _read_text(p: Path) -> str:
+    if p.stat().st_size > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"larger than {MAX_DOCUMENT_BYTES // 1024} KiB")
+    return p.read_text()
+
+
 def read_yaml_spec(path: str | os.PathLike, what: str, example: str) -> Any:
     """``yaml.safe_load`` of a spec file; a missing, unreadable or malformed file is a one-line
     ConfigError naming the file (``what`` e.g. "study spec"; ``example`` a path to suggest)."""
@@ -90,13 +184,16 @@ def read_yaml_spec(path: str | os.PathLike, what: str, example: str) -> Any:
 
     p = Path(path)
     try:
-        text = p.read_text()
+        text = _read_text(p)
     except FileNotFoundError:
         raise ConfigError(f"{what} {p} does not exist; give a path like {example}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what} {p} cannot be read ({type(e).__name__}); give a readable YAML file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, ValueError, OSError) as e:
+        detail = str(e) if isinstance(e, ValueError) and not isinstance(e, UnicodeDecodeError) else type(e).__name__
+        raise ConfigError(f"{what} {p} cannot be read ({detail}); give a readable YAML file") from None
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
+    except YamlLimitError as e:
+        raise ConfigError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -115,13 +212,18 @@ def read_document(path: str | os.PathLike, what: str) -> Any:
 
     p = Path(path)
     try:
-        text = p.read_text()
+        text = _read_text(p)
     except FileNotFoundError:
         raise ConfigError(f"{what} file {p} does not exist; check the path") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError, OSError) as e:
-        raise ConfigError(f"cannot read {what} file {p} ({type(e).__name__}); give a readable YAML/JSON file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, ValueError, OSError) as e:
+        detail = str(e) if isinstance(e, ValueError) and not isinstance(e, UnicodeDecodeError) else type(e).__name__
+        raise ConfigError(f"cannot read {what} file {p} ({detail}); give a readable YAML/JSON file") from None
     try:
-        return json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if p.suffix == ".json" else load_yaml(text)
+    except YamlLimitError as e:
+        raise ConfigError(f"{what} file {p}: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} file {p}: nesting too deep; flatten the document") from None
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

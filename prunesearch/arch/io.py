@@ -25,13 +25,20 @@ from .families import FAMILIES, VGG_CFGS, get_family
 _MODEL_RE = re.compile(r"^([a-z]+?)(\d+)$")
 
 
+MAX_DEPTH = 2_000  # layers; the deepest CIFAR models in the papers have 1,202
+
+
 def _parse_model(name: str) -> tuple[str, int]:
     m = _MODEL_RE.match(name.strip().lower())
     if not m or m.group(1) not in FAMILIES:
         raise ConfigError(
             f"unknown model '{name}'{suggest(name, known_model_names())}; known: {', '.join(known_model_names())}"
         )
-    return m.group(1), int(m.group(2))
+    digits = m.group(2)
+    if len(digits) > 5 or int(digits) > MAX_DEPTH:  # checked before anything is built
+        raise ConfigError(f"model '{name}': depth {digits} is larger than {MAX_DEPTH:,}; give a depth like "
+                          f"{', '.join(known_model_names()[:4])}")
+    return m.group(1), int(digits)
 
 
 def known_model_names() -> list[str]:

@@ -31,7 +31,7 @@ DESCRIPTION = (
 
 # The embedded default (see README "Quick start" for the measured wall time on 2 cores).
 DEFAULTS = {"model": "resnet8", "dataset": "mnist5k", "method": "slimming", "budgets": "0.3,0.6",
-            "recipe": "fast", "seeds": 3}
+            "recipe": "demo", "seeds": 3}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -120,12 +120,9 @@ def load_run_dir(run_dir: str | Path) -> RunSources:
         raise ConfigError(f"run dir {d} has no {RUN_JSON}, {RECORDS_JSONL} or {RETHINK_JSONL}; run "
                           "'prunesearch study' (or discover/rethink) into it first, or pass --storage URL --study NAME")
     if (d / RULE_YAML).is_file():
-        import yaml
+        from ..fileio import read_document
 
-        try:
-            rule = yaml.safe_load((d / RULE_YAML).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise ConfigError(f"cannot read {d / RULE_YAML}: {' '.join(str(err).split())}; fix or remove it") from None
+        rule = read_document(d / RULE_YAML, "rule")
         src.rule_profile = rule_profile_from_dict(rule)
         if src.rule_profile is None:
             src.warnings.append(f"{d / RULE_YAML} has no keep-ratio profile the report understands; "

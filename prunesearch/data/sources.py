@@ -153,13 +153,29 @@ def load_digits(root: Path | None = None, download: bool = False, seed: int = 0,
     return _from_arrays("digits", x, np.asarray(b.target), 0.2, seed, source="sklearn.datasets.load_digits")
 
 
+SYNTHETIC_LIMITS = {"num_classes": 1000, "in_channels": 16, "image_size": 512, "n_train": 100_000, "n_test": 100_000}
+
+
 def _synthetic_shape(options: dict[str, Any]) -> tuple[int, int, int]:
+    """(classes, channels, side) of ``synthetic`` with these options; every option is checked here
+    (before any allocation), so a plan or a dry run refuses what the loader would."""
+    known = set(SYNTHETIC_LIMITS) | {"noise"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"synthetic options are {', '.join(sorted(known))}; saw {unknown}")
+
     def opt(key: str, default: int) -> int:
         v = options.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"synthetic option {key} must be a positive integer, saw {v!r}")
+        hi = SYNTHETIC_LIMITS[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+            raise ConfigError(f"synthetic option {key} must be an integer in [1, {hi:,}], saw {v!r}")
         return v
 
+    for k in ("n_train", "n_test"):
+        opt(k, 1)
+    noise = options.get("noise", 40.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= 1000:
+        raise ConfigError(f"synthetic option noise must be a number in [0, 1000], saw {noise!r}")
     return opt("num_classes", 10), opt("in_channels", 3), opt("image_size", 32)
 
 
@@ -179,8 +195,8 @@ def load_synthetic(
     """FOR TESTS ONLY (named ``synthetic`` in every output): each class is a fixed smooth random
     colour pattern; images are that pattern, randomly shifted by up to 2 px, plus Gaussian noise
     (``noise`` in pixel units). Learnable in a few steps, not trivially (noise and shifts)."""
-    if options:
-        raise ConfigError(f"synthetic options are num_classes, in_channels, image_size, n_train, n_test, noise; saw {sorted(options)}")
+    _synthetic_shape(dict(options, num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                          n_train=n_train, n_test=n_test, noise=noise))
     g = torch.Generator().manual_seed(10_007 + seed)
     coarse = torch.rand(num_classes, in_channels, 4, 4, generator=g)
     templates = torch.nn.functional.interpolate(coarse, size=(image_size, image_size), mode="bilinear",

@@ -188,6 +188,13 @@ def run_discover(cfg: DiscoverConfig, on_event: EventSink = ignore) -> DiscoverR
                                        f"{100 * (r.val_acc or 0):.2f}%) in {r.train_seconds:.1f}s"))
     seconds["base"] = time.perf_counter() - t
 
+    chance = 1.0 / max(2, data.num_classes)
+    for tb in trained.values():
+        if tb.result.val_acc is not None and tb.result.val_acc < 2 * chance:
+            on_event(Event("warning", text=(
+                f"the base trained with the {cfg.method} regulariser reached only {100 * tb.result.val_acc:.1f} % "
+                f"validation accuracy (chance {100 * chance:.0f} %): its pattern means nothing; lower the strength "
+                "(--sparsity) or train longer")))
     # 3. prune ------------------------------------------------------------------------------
     step(2, "prune", "pruning at each budget")
     t = time.perf_counter()
@@ -317,8 +324,7 @@ def compare(cfg: DiscoverConfig, disc: DiscoverResult, recipe: Any, dataset: str
         "description": f"prunesearch discover: {cfg.method} on {cfg.model}/{dataset}",
         "model": cfg.model, "dataset": cfg.dataset, "dataset_options": dict(cfg.dataset_options),
         "val_fraction": cfg.val_fraction,
-        "recipe": {"name": recipe.name if recipe.name in ("paper", "fast", "smoke", "imagenet", "finetune", "scratch-b")
-                   else "fast", "overrides": _overrides(recipe)},
+        "recipe": {"name": _builtin_name(recipe), "overrides": _overrides(recipe)},
         "budgets": [b.value for b in cfg.budgets], "budget_kind": cfg.budgets[0].kind,
         "seeds": list(range(int(cfg.seed), int(cfg.seed) + int(cfg.seeds))),
         "generators": {
@@ -339,12 +345,17 @@ def compare(cfg: DiscoverConfig, disc: DiscoverResult, recipe: Any, dataset: str
                               on_event=on_event)
 
 
+def _builtin_name(recipe: Any) -> str:
+    from ..train.recipe import BUILTIN
+
+    return recipe.name if recipe.name in BUILTIN else "paper"
+
+
 def _overrides(recipe: Any) -> dict[str, Any]:
     """A Recipe as a built-in name's overrides (so the study spec can carry it)."""
     from ..train import get_recipe
 
-    name = recipe.name if recipe.name in ("paper", "fast", "smoke", "imagenet", "finetune", "scratch-b") else "fast"
-    ref = get_recipe(name).to_dict()
+    ref = get_recipe(_builtin_name(recipe)).to_dict()
     return {k: v for k, v in recipe.to_dict().items() if k not in ("name", "description", "extra") and ref.get(k) != v}
 
 

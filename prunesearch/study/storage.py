@@ -81,6 +81,13 @@ def open_storage(
         if not create and not path.is_file():
             raise StorageError(f"journal storage {path} does not exist; run 'prunesearch study SPEC' first "
                                "or give the run's journal.log / a postgresql+psycopg:// URL")
+        if path.is_dir():
+            raise StorageError(f"journal storage {path} is a directory; give a journal file (e.g. RUN_DIR/journal.log) "
+                               "or a postgresql+psycopg:// URL")
+        if path.is_file():
+            from .journal import check_journal
+
+            check_journal(path)  # never append onto an entry cut off mid-line
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not path.exists():

@@ -142,6 +142,11 @@ BUILTIN: dict[str, dict[str, Any]] = {
         base="paper", epochs=15, batch_size=128, lr=0.05, checkpoint_every=5,
         description="CPU demo: 15 epochs, batch 128, lr 0.05 x0.1 at 50%/75% (small sets like mnist5k)",
     ),
+    "demo": dict(
+        base="paper", epochs=6, batch_size=32, lr=0.05, augment=False, checkpoint_every=2,
+        description="the default discover on 2 CPU cores: 6 epochs, batch 32, lr 0.05 x0.1 at 50%/75%, no crop "
+                    "augmentation (digits: resnet8 reaches 97 % on mnist5k in ~11 s)",
+    ),
     "smoke": dict(
         base="paper", epochs=2, batch_size=32, lr=0.05, eval_batch_size=256,
         description="tests: 2 short epochs",
@@ -169,15 +174,12 @@ def _resolve_dict(d: dict[str, Any], seen: tuple[str, ...] = ()) -> dict[str, An
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
     """A recipe YAML (or JSON) file: the Recipe keys, optionally ``base: paper`` to inherit."""
-    import yaml
+    from ..fileio import read_document
 
     p = Path(path)
-    try:
-        d = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"recipe file {p} does not exist; give a built-in name ({', '.join(recipe_names())}) or a YAML path") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"recipe file {p} is not valid YAML ({str(e).splitlines()[0]}); fix the syntax") from None
+    if not p.exists():
+        raise ConfigError(f"recipe file {p} does not exist; give a built-in name ({', '.join(recipe_names())}) or a YAML path")
+    d = read_document(p, "recipe")  # directories, binary files, bombs and bad syntax: one line
     if not isinstance(d, dict):
         raise ConfigError(f"recipe file {p} must hold a mapping of recipe keys, saw {type(d).__name__}")
     d.setdefault("name", p.stem)
