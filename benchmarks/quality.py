@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg_1m_at_start": load0,
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "machine_note": f"{os.cpu_count()} shared cores (load average {load0} at start)",
-            "design": __doc__.split("\n\n")[1],
+            "design": __doc__.split("\n\n", 1)[1].split("    python benchmarks")[0].strip(),
             "steps": steps,
             "spec": spec,
             "base": summary["base"] | {"arch": None},

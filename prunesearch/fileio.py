@@ -16,9 +16,23 @@ from typing import Any, BinaryIO
 
 
 def make_private_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and parents) as 0o700 and check it is writable; OSError otherwise."""
+    """Create ``path`` and every missing parent as 0o700 (``mkdir(parents=True)`` would give the
+    parents the umask's mode), narrow an existing ``path`` we own to 0o700, and check it is
+    writable; OSError otherwise."""
     p = Path(path).expanduser()
-    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    missing = []
+    q = p
+    while not q.exists() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    st = p.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077:
+        os.chmod(p, st.st_mode & 0o700)
     if not os.access(p, os.W_OK | os.X_OK):  # read-only mount (EROFS) or permissions; touches nothing
         raise PermissionError(13, "Permission denied", str(p))
     return p
@@ -32,7 +46,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], kill
 
     path = Path(path)
     if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(path.parent)
     _remove_dead_temps(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:

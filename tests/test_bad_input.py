@@ -77,6 +77,7 @@ def truncated_checkpoint(tmp: Path) -> str:
 
     out = tmp / "trainrun"
     (out / "checkpoints").mkdir(parents=True)
+    out.chmod(0o700)  # as prunesearch made it (run dirs are private)
     last = out / "checkpoints" / "last.pt"
     torch.save({"format": 1, "epoch": 1, "model": {"w": torch.zeros(1000)}}, last)
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
@@ -96,6 +97,35 @@ def read_only_parent(tmp: Path) -> str:
     chmod 0o500 would not stop a write)."""
     (tmp / "a-file").write_text("not a folder")
     return str(tmp / "a-file" / "run")
+
+
+ALIAS_BOMB = """name: bomb
+model: resnet8
+dataset: synthetic
+budgets: [0.5]
+generators: {uniform: {}}
+dataset_options: {n_train: 64}
+x0: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+x1: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+x2: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+x3: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+x4: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+x5: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+x6: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+"""
+
+
+def damaged_journal(tmp: Path) -> str:
+    """A journal whose last entry was cut off mid-line (a crash inside an append)."""
+    journal = Path(journal_with_study(tmp))
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code": 4, "worker_id": "x", "study_id": 0, "datetime_st')
+    return str(journal)
+
+
+def symlink_loop(tmp: Path) -> str:
+    (tmp / "loop.yaml").symlink_to(tmp / "loop.yaml")
+    return str(tmp / "loop.yaml")
 
 
 TRAIN = ["train", "resnet8", "--dataset", "synthetic", "--recipe", "smoke", "--epochs", "1", "--device", "cpu"]
@@ -206,6 +236,55 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "study --device cuda without a GPU": (
         lambda t: ["study", spec(t), "--device", "cuda", "--out", str(t / "run")],
         ["device 'cuda'", "not available", "use --device cpu"]),
+    # --- reliability II: inputs that used to hang, grow memory or trace back
+    "spec YAML alias bomb": (
+        lambda t: ["study", spec(t, ALIAS_BOMB), "--dry-run"],
+        ["spec.yaml", "aliases are expanded", "alias bomb"]),
+    "spec nested 100,000 deep": (
+        lambda t: ["study", spec(t, "x: " + "[" * 100_000 + "]" * 100_000 + "\n"), "--dry-run"],
+        ["spec.yaml", "nesting deeper than"]),
+    "spec duplicate keys": (
+        lambda t: ["study", spec(t, SPEC + "budgets: [0.3]\n"), "--dry-run"],
+        ["spec.yaml", "key 'budgets' appears twice"]),
+    "spec as a symlink loop": (
+        lambda t: ["study", symlink_loop(t), "--dry-run"],
+        ["loop.yaml", "cannot be read"]),
+    "spec a billion seeds": (
+        lambda t: ["study", spec(t, SPEC + "seeds: 1000000000\n"), "--dry-run"],
+        ["'seeds'", "[1, 1000]"]),
+    "spec a seed of 2**64": (
+        lambda t: ["study", spec(t, SPEC + "seeds: [18446744073709551616]\n"), "--dry-run"],
+        ["'seeds'", "2**31"]),
+    "spec a hundred million searched trials": (
+        lambda t: ["study", spec(t, **{"{uniform: {}}": "{searched: {trials: 100000000}}"}), "--dry-run"],
+        ["'generators.searched.trials'", "[1, 10000]"]),
+    "spec a six-billion-layer model": (
+        lambda t: ["study", spec(t, **{"model: resnet8": "model: resnet6000000002"}), "--dry-run"],
+        ["resnet6000000002", "larger than 2,000"]),
+    "spec image_size nan": (
+        lambda t: ["study", spec(t, **{"image_size: 8": "image_size: .nan"}), "--dry-run"],
+        ["image_size", "nan"]),
+    "spec n_train negative": (
+        lambda t: ["study", spec(t, **{"n_train: 64": "n_train: -5"}), "--dry-run"],
+        ["n_train", "-5"]),
+    "recipe is a directory": (
+        lambda t: [*TRAIN[:4], "--recipe", str(t), *TRAIN[6:]],
+        ["recipe file", "IsADirectoryError"]),
+    "train --threads -1": (
+        lambda t: [*TRAIN, "--threads", "-1"],
+        ["--threads", "-1"]),
+    "train --seed 2**64": (
+        lambda t: [*TRAIN, "--seed", str(2**64)],
+        ["--seed", "2**63"]),
+    "journal storage is a directory": (
+        lambda t: ["study", spec(t), "--device", "cpu", "--storage", str(t), "--out", str(t / "run")],
+        ["is a directory", "journal file"]),
+    "journal cut mid-line": (
+        lambda t: ["worker", "--storage", damaged_journal(t), "--study", "present", "--out", str(t / "run")],
+        ["ends with a damaged entry", "prunesearch repair"]),
+    "arch scale --budget not a number": (
+        lambda t: ["arch", "scale", "resnet20", "--budget", "lots"],
+        ["not a number"]),
 }
 NEEDS_NO_GPU = {"train --device cuda without a GPU", "study --device cuda without a GPU"}
 

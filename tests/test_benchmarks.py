@@ -94,24 +94,28 @@ def test_suite_selection_and_listing():
     assert r.returncode == 2 and "unknown benchmark 'nosuch'" in r.stderr
 
 
-def test_quality_tally_counts_matched_seed_wins():
-    from benchmarks.quality import parse_args, summarise
+def test_quality_summary_primary_test_and_pilot_rule():
+    from benchmarks.quality import choose_budgets, parse_args, summarise, verdict
+    from prunesearch.records import TrialRecord
 
     def rec(g, b, s, acc, state="complete"):
-        return {"generator": g, "budget": b, "seed": s, "best_acc": acc, "state": state, "params": 100}
+        return TrialRecord(generator=g, budget=b, param_budget=100, seed=s, arch={}, arch_id=f"{g}{b}", params=100,
+                           macs=1, dataset="d", recipe={}, state=state, final_acc=acc, best_acc=acc, val_acc=acc)
 
-    records = [rec("uniform", 0.5, 0, 0.90), rec("uniform", 0.5, 1, 0.80), rec("guided", 0.5, 0, 0.95),
-               rec("guided", 0.5, 1, 0.80), rec("pruned", 0.5, 0, 0.85), rec("pruned", 0.5, 1, None, "failed")]
-    out = summarise(records, [0.5])
-    g, p = out["vs_uniform"]["guided"], out["vs_uniform"]["pruned"]
-    assert (g["wins"], g["ties"], g["pairs"]) == (1, 1, 2) and g["mean_diff"] == pytest.approx(0.025)
-    assert (p["wins"], p["pairs"]) == (0, 1) and out["failed"] == 1
-    row = next(r for r in out["table"] if r["generator"] == "uniform")
-    assert row["mean_acc"] == pytest.approx(0.85) and row["seeds"] == 2
+    records = [rec("uniform", b, s, 0.90 + 0.01 * s) for b in (0.1, 0.2) for s in range(4)]
+    records += [rec("pruned", b, s, 0.92 + 0.01 * s) for b in (0.1, 0.2) for s in range(4)]  # +2 pp every pair
+    records += [rec("random", 0.1, 0, None, "failed")]
+    out = summarise(records, 4)
+    p = out["primary"]
+    assert p["generator"] == "pruned" and p["n_pairs"] == 8 and p["wins"] == 8
+    assert p["mean_gap"] == pytest.approx(0.02) and p["sign_flip"]["p_value"] == pytest.approx(2 / 256)
+    assert out["failed"] == 1 and verdict(p).startswith("pruned beats uniform")
+    # the pilot keeps the two largest budgets where uniform loses >= 1 point of validation accuracy
+    assert choose_budgets(0.98, {0.01: [0.90], 0.02: [0.95], 0.05: [0.965], 0.1: [0.978]}) == [0.02, 0.05]
     args = parse_args(["--smoke"])
-    assert args.name == "quality_smoke" and args.seeds == 1 and args.budget_list == [0.3, 0.6]
+    assert args.name == "quality_smoke" and args.seeds == 2
     args = parse_args([])
-    assert args.seeds >= 3 and len(args.budget_list) == 4 and args.name == "quality"
+    assert args.seeds >= 8 and args.model == "vgg11" and args.name == "quality"
 
 
 @pytest.mark.slow
@@ -134,4 +138,4 @@ def test_quality_smoke_writes_result(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads((tmp_path / "quality_smoke.json").read_text())
     assert {row["generator"] for row in doc["table"]} == {"uniform", "pruned", "guided", "transferred", "random"}
-    assert doc["failed"] == 0 and (tmp_path / "quality_smoke.md").is_file()
+    assert doc["failed"] == 0 and (tmp_path / "quality_smoke.md").is_file() and doc["primary"]["n_pairs"] == 4

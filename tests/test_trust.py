@@ -197,8 +197,8 @@ def test_transfer_into_a_run_dir_of_another_model_is_refused(tmp_path, capsys):
     assert main(["transfer", "--to", "resnet8", *common]) == 0
     capsys.readouterr()
     assert main(["transfer", "--to", "resnet14", *common]) == 2
-    err = capsys.readouterr().err
-    assert "holds" in err and "resnet8" in err and err.count("\n") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the plan line: the one error line
+    assert err.startswith("error:") and "holds" in err and "resnet8" in err
 
 
 # ------------------------------------------------------------------------------- statistics by hand

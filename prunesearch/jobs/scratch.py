@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..fileio import make_private_dir
 from .base import Job, JobContext, JobResult, register, train_metrics
 
 
@@ -65,7 +66,7 @@ def train_candidate(
 
     discarded = None
     if checkpoint_dir is not None:
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(checkpoint_dir)
     try:
         result = run()
     except CheckpointError as e:
@@ -74,7 +75,7 @@ def train_candidate(
         # a checkpoint left by a killed run that cannot be resumed: discard it, train from scratch
         discarded = str(e)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(checkpoint_dir)
         result = run()
     return {**train_metrics(result), "checkpoint_discarded": discarded}
 

@@ -169,6 +169,12 @@ def run_discover(cfg: DiscoverConfig, on_event: EventSink = ignore) -> DiscoverR
     check_request(method, base, cfg.budgets[0], None, data=data)
     params, macs = count_params_macs(base)
     on_event(Event("message", text=f"discover: {cfg.model} ({params:,} params, {macs:,} MACs) on {data.describe()}"))
+    if device.type == "cpu":
+        from ..machine import default_threads
+
+        n = cfg.threads or max(1, default_threads() // max(1, cfg.workers))
+        on_event(Event("message", text=f"  CPU threads per training: {n} ({'--threads' if cfg.threads else 'the cores idle now'}"
+                                       f"{f', {cfg.workers} workers' if cfg.workers > 1 else ''})"))
     on_event(Event("message", text=f"  method {cfg.method}, budgets {', '.join(b.label() for b in cfg.budgets)}"
                                    f"{' (MACs)' if cfg.budgets[0].kind == 'macs' else ''}, recipe {recipe.name} "
                                    f"({recipe.epochs} epochs), {cfg.seeds} seed(s) per arm, device {device} -> {cfg.out}"))

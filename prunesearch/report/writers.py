@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, make_private_dir
 from ..records import RethinkRecord, TrialRecord
 from .plots import architecture_png, efficiency_png
 from .render import TextTable, all_tables, general_notes, summary_line
@@ -192,7 +192,7 @@ def save_report(report: Report, out_dir: str | os.PathLike, formats: str | Itera
         known = ", ".join(f"{g.budget:g}" for g in report.budgets)
         raise ConfigError(f"budget {arch_budget:g} is not in this study; choose one of {known}")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        make_private_dir(out)
     except OSError as err:
         raise ConfigError(f"cannot create report directory {out}: {err.strerror}; pass a writable --out DIR") from None
     written: dict[str, Path] = {}

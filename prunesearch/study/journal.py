@@ -96,3 +96,23 @@ def repair_journal(path: Path) -> dict:
         f.flush()
         os.fsync(f.fileno())
     return {"journal": str(path), "repaired": True, "backup": str(backup), "removed_bytes": n}
+
+
+def check_journal_file(path: Path) -> None:
+    """Before a run dir is made for it: ``path`` must be a journal (or not exist yet)."""
+    if path.is_dir():
+        raise StorageError(f"journal storage {path} is a directory; give a journal file (e.g. RUN_DIR/journal.log) "
+                           "or a postgresql+psycopg:// URL")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        first = f.readline(TAIL_BYTES)
+    try:
+        entry = json.loads(first)
+        ok = isinstance(entry, dict) and "op_code" in entry
+    except ValueError:
+        ok = False
+    if not ok:
+        raise StorageError(f"{path} is not an Optuna journal (its first line is not a journal entry); give the run's "
+                           "journal.log, a new file name, or a postgresql+psycopg:// URL")
+    check_journal(path)

@@ -81,6 +81,11 @@ def run_study(
     resolve_device(device)
     if storage is not None and is_url(storage):
         open_storage(storage)  # an unreachable database: StorageError, before the run dir exists
+    elif storage is not None:
+        from .journal import check_journal_file
+        from .storage import journal_path
+
+        check_journal_file(journal_path(storage))  # a directory or a foreign file: before the run dir exists
     plan_of(plan, base)  # a plan that cannot be planned fails before the run dir exists
     name = study_name(plan)
     run_dir = make_run_dir(out if out is not None else Path("runs") / name)
@@ -96,7 +101,7 @@ def run_study(
                    threads=threads)
         summary = w.run()
     else:
-        summary = run_subprocess_workers(storage, name, device, data_dir, run_dir, workers)
+        summary = run_subprocess_workers(storage, name, device, data_dir, run_dir, workers, threads)
     from .records import load_records
 
     records = load_records(storage, name)
@@ -105,13 +110,19 @@ def run_study(
 
 
 def run_subprocess_workers(storage: str, name: str, device: str, data_dir: str | None, run_dir: Path,
-                           n: int) -> WorkerSummary:
+                           n: int, threads: int | None = None) -> WorkerSummary:
     # the storage URL goes by environment, not argv: argv (with a password) is visible in `ps`
     env = dict(os.environ, PRUNESEARCH_STORAGE=storage)
     cmd = [sys.executable, "-m", "prunesearch", "worker", "--study", name, "--device", device,
            "--out", str(run_dir), "--json"]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
+    if threads is None and not str(device).startswith("cuda"):
+        from ..machine import default_threads
+
+        threads = max(1, default_threads() // n)  # the idle cores, shared: n workers never oversubscribe
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
     # stderr is inherited: the workers' progress (and a worker's own error line) shows as it happens
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
     total = WorkerSummary()

@@ -39,6 +39,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import StorageError
+from ..fileio import make_private_dir
 from ..urls import is_url, mask_url, scrub  # noqa: F401  (re-exported: one place for URL secrets)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,15 +82,11 @@ def open_storage(
         if not create and not path.is_file():
             raise StorageError(f"journal storage {path} does not exist; run 'prunesearch study SPEC' first "
                                "or give the run's journal.log / a postgresql+psycopg:// URL")
-        if path.is_dir():
-            raise StorageError(f"journal storage {path} is a directory; give a journal file (e.g. RUN_DIR/journal.log) "
-                               "or a postgresql+psycopg:// URL")
-        if path.is_file():
-            from .journal import check_journal
+        from .journal import check_journal_file
 
-            check_journal(path)  # never append onto an entry cut off mid-line
+        check_journal_file(path)  # a directory, a foreign file, an entry cut off mid-line: refused
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dir(path.parent)
             if not path.exists():
                 # create it private: results can be sensitive and the journal is the only copy
                 fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)

@@ -1,0 +1,108 @@
+"""Reliability II: secrets in every URL form, journals that survive a cut-off write, results keyed by
+what was trained, private files."""
+
+from __future__ import annotations
+
+import json
+import stat
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from prunesearch.cli import main
+from prunesearch.urls import mask_url, scrub, url_secrets
+
+SPEC = """
+name: {name}
+model: resnet8
+dataset: synthetic
+dataset_options: {{image_size: 8, n_train: 64, n_test: 32}}
+recipe: {{name: smoke, overrides: {{epochs: 1, batch_size: 32}}}}
+budgets: [0.5]
+seeds: {seeds}
+generators: {generators}
+"""
+
+
+def write_spec(tmp: Path, name: str = "r", seeds: str = "[0]", generators: str = "{uniform: {}}") -> Path:
+    p = tmp / f"{name}.yaml"
+    p.write_text(textwrap.dedent(SPEC.format(name=name, seeds=seeds, generators=generators)))
+    return p
+
+
+@pytest.mark.parametrize("url, secret, shown", [
+    ("postgresql://alice:hunter2@db:5432/x", "hunter2", "postgresql://alice@db:5432/x"),
+    ("postgresql://alice:p@ss@db/x", "p@ss", "postgresql://alice@db/x"),  # a raw '@' in the password
+    ("postgresql+psycopg://alice@db/x?sslmode=require&password=hunter2", "hunter2",
+     "postgresql+psycopg://alice@db/x?sslmode=require&password=***"),
+    ("postgresql+psycopg:///x?host=/run/pg&password=s3cr%40t", "s3cr@t", "postgresql+psycopg:///x?host=/run/pg&password=***"),
+    ("postgresql+psycopg://alice:pa%2Fss@db/x", "pa/ss", "postgresql+psycopg://alice@db/x"),
+    ("host=db user=alice password=hunter2 dbname=x", "hunter2", "host=db user=alice password=*** dbname=x"),
+])
+def test_every_url_form_is_masked_and_scrubbed(url, secret, shown):
+    assert mask_url(url) == shown and secret not in mask_url(url)
+    assert secret in url_secrets(url)
+    text = f"connection to {url} failed: FATAL password authentication failed (password={secret})"
+    assert secret not in scrub(text, url)
+    assert mask_url("runs/x/journal.log") == "runs/x/journal.log" and url_secrets("runs/x/journal.log") == []
+
+
+def test_a_journal_cut_mid_line_is_refused_then_repaired_losing_nothing(tmp_path, capsys):
+    spec = write_spec(tmp_path, "cut", seeds="[0, 1]")
+    out = tmp_path / "run"
+    argv = ["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["complete"] == 2
+    journal = out / "journal.log"
+    good = journal.read_bytes()
+    with open(journal, "ab") as f:  # a crash inside an append
+        f.write(b'{"op_code": 5, "worker_id": "dead", "trial_id": 0, "par')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ends with a damaged entry" in err and f"prunesearch repair {journal}" in err and err.count("\n") == 1
+    assert journal.read_bytes().startswith(good)  # nothing was appended onto the broken line
+    assert main(["repair", str(journal), "--json"]) == 0
+    fixed = json.loads(capsys.readouterr().out)
+    assert fixed["repaired"] and journal.read_bytes() == good and Path(fixed["backup"]).is_file()
+    assert stat.S_IMODE(Path(fixed["backup"]).stat().st_mode) == 0o600
+    assert main(argv) == 0  # resumes: every completed trial kept, nothing retrained
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["complete"] == 2 and again["trained"] == 0 and again["enqueued"] == 0
+    assert main(["repair", str(journal)]) == 0 and "nothing to repair" in capsys.readouterr().out
+
+
+def test_an_edited_rule_file_plans_a_new_trial_not_the_old_result(tmp_path, capsys):
+    from prunesearch.arch import resolve_model
+    from prunesearch.rules import extract_pattern, fit_rule, save_rule
+
+    rule = tmp_path / "rule.yaml"
+
+    def write_rule(variant: str) -> None:
+        save_rule(fit_rule(extract_pattern(resolve_model(variant)), "depth"), rule)
+
+    write_rule("resnet56-b")
+    spec = write_spec(tmp_path, "edit", generators="{transferred: {rule: %s}}" % rule)
+    out = tmp_path / "run"
+    argv = ["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]
+    assert main(argv) == 0
+    a = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    write_rule("resnet110-a")  # same path, other content
+    assert main(argv) == 0
+    b = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert a["trained"] == 1 and b["enqueued"] == 1 and b["trained"] == 1  # keyed by the planned arch_id
+
+
+def test_files_are_private_even_in_an_existing_world_readable_dir(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir(mode=0o755)
+    out.chmod(0o755)
+    spec = write_spec(tmp_path, "priv")
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json"]) == 0
+    capsys.readouterr()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    for p in [out / "run.json", out / "records.jsonl", out / "journal.log"]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    for d in (p for p in out.rglob("*") if p.is_dir()):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
