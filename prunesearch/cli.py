@@ -48,12 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _quiet_libraries() -> None:
+    """The CLI's own output is the progress; Optuna's per-trial INFO lines and experimental-API
+    warnings would interleave with it. Only the CLI does this (importing prunesearch does not)."""
+    import logging
+    import warnings
+
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*is experimental.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    _quiet_libraries()
     try:
         return int(args._run(args) or 0)
     except PrunesearchError as e:

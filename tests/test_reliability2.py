@@ -106,3 +106,41 @@ def test_files_are_private_even_in_an_existing_world_readable_dir(tmp_path, caps
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     for d in (p for p in out.rglob("*") if p.is_dir()):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+def test_dashboard_sees_named_objective_learning_curves_and_importing_changes_nothing(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    import optuna
+
+    from prunesearch.study.storage import open_storage
+
+    spec = write_spec(tmp_path, "dash")
+    spec.write_text(spec.read_text().replace("epochs: 1", "epochs: 2"))
+    out = tmp_path / "run"
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 0
+    capsys.readouterr()
+    study = optuna.load_study(study_name="dash", storage=open_storage(str(out / "journal.log"), create=False))
+    assert study.metric_names == ["val_acc"]
+    (t,) = study.get_trials()
+    assert sorted(t.intermediate_values) == [1, 2] and t.value == t.intermediate_values[2] == t.user_attrs["val_acc"]
+    code = ("import logging, warnings, optuna; before = (optuna.logging.get_verbosity(), list(warnings.filters)); "
+            "import prunesearch.study.storage; "
+            "print(before == (optuna.logging.get_verbosity(), list(warnings.filters)))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "True"
+
+
+def test_a_disk_error_requeues_the_trial_and_a_rerun_finishes_it(tmp_path, capsys):
+    spec = write_spec(tmp_path, "disk")
+    out = tmp_path / "run"
+    out.mkdir(mode=0o700)
+    (out / "checkpoints").write_text("a file where the checkpoint folder goes")  # root ignores chmod
+    argv = ["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "re-queued" in err and "run the same command again" in err
+    (out / "checkpoints").unlink()
+    assert main(argv) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["complete"] == 1 and done["failed"] == 0 and done["trained"] == 1

@@ -45,9 +45,13 @@ def efficiency_png(report: Report) -> bytes | None:
     if not lines:
         return None
     fig, (ax,) = _figure(7.0, 4.6)
-    for i, gen in enumerate(g for g in report.generators if g in lines):
+    shown = [g for g in report.generators if g in lines]
+    # arms of one budget have (almost) the same count: spread them a little along x so their error
+    # bars do not hide each other (log x: a factor, +-3 % at the ends)
+    spread = {gen: 1.0 + 0.06 * ((i - (len(shown) - 1) / 2) / max(1, len(shown) - 1)) for i, gen in enumerate(shown)}
+    for i, gen in enumerate(shown):
         cells = sorted(lines[gen], key=lambda c: c.params)
-        xs = [c.params for c in cells]
+        xs = [c.params * spread[gen] for c in cells]
         ys = [100 * c.mean_acc for c in cells]
         es = [0.0 if c.std_acc is None else 100 * c.std_acc for c in cells]
         marker = "*" if gen in REFERENCE_GENERATORS else _MARKERS[i % len(_MARKERS)]
@@ -62,10 +66,22 @@ def efficiency_png(report: Report) -> bytes | None:
         ax.step([p.params for p in report.pareto], [100 * p.mean_acc for p in report.pareto], where="post",
                 color="0.6", linestyle="--", linewidth=1, label="Pareto front", zorder=0)
     ax.set_xscale("log")
+    # ticks at the budgets themselves (not at powers of ten), labelled with their counts
+    targets = sorted({g.param_budget for g in report.budgets if g.param_budget})
+    if targets:
+        from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter, NullLocator
+
+        ax.xaxis.set_major_locator(FixedLocator(targets))
+        ax.xaxis.set_major_formatter(FixedFormatter(
+            [f"{t / 1e6:.3g}M" if t >= 1e6 else f"{t / 1e3:.3g}k" if t >= 1e3 else str(t) for t in targets]))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    n_seeds = sorted({c.n_complete for g in report.budgets for c in g.cells if c.mean_acc is not None})
     kinds = {c.budget_kind for g in report.budgets for c in g.cells}
     ax.set_xlabel("parameters (log scale)" + ("; budgets were MACs" if kinds == {"macs"} else ""))
     ax.set_ylabel("test accuracy after the last epoch (%)")
-    ax.set_title("Parameter efficiency: accuracy vs parameters (mean ± std over seeds)", fontsize=10)
+    n_text = f"n = {n_seeds[0]}" if len(n_seeds) == 1 else f"n = {n_seeds[0]}-{n_seeds[-1]}" if n_seeds else ""
+    ax.set_title(f"Parameter efficiency: accuracy vs parameters (mean ± std over seeds, {n_text})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     if report.partial:

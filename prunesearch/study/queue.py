@@ -365,6 +365,7 @@ class Worker:
         storage = self.study._storage
         with Heartbeat(storage, trial_id, self.interval) as hb:
             self._hb = hb
+            self._trial_id = trial_id
             # first: who holds it (a dead local holder is then noticed without the grace period)
             self._set(trial_id, worker=self.worker_tag)
             frozen = storage.get_trial(trial_id)
@@ -428,6 +429,11 @@ class Worker:
         if self._hb is not None and self._hb.lost:
             raise TrialLost("trial was failed as stale by another worker")
         if event is not None and getattr(event, "kind", None) == "epoch":
+            if event.val_acc is not None and getattr(self, "_trial_id", None) is not None:
+                # the learning curve optuna-dashboard draws: validation accuracy per epoch
+                with contextlib.suppress(Exception):
+                    self.study._storage.set_trial_intermediate_value(self._trial_id, int(event.epoch),
+                                                                     float(event.val_acc))
             self.on_event("epoch", {"epoch": event.epoch, "epochs": event.epochs, "val_acc": event.val_acc,
                                     "elapsed": event.elapsed})
 

@@ -22,7 +22,6 @@ system attribute; the FAIL transition is the atomic step (a second worker's atte
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import socket
@@ -42,10 +41,8 @@ from ..errors import StorageError
 from ..fileio import make_private_dir
 from ..urls import is_url, mask_url, scrub  # noqa: F401  (re-exported: one place for URL secrets)
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+# Importing this module changes no global state (Optuna's verbosity, warning filters): the CLI
+# quiets Optuna's INFO lines itself (prunesearch.cli), a library user keeps their settings.
 
 HEARTBEAT_ATTR = "prunesearch:heartbeat"  # unix time of the last heartbeat (journal storage)
 
