@@ -50,9 +50,9 @@ def _throughput(d: dict[str, Any]) -> str:
 
 
 def _quality(d: dict[str, Any]) -> str:
-    parts = [f"{g} beat uniform {v['wins']}/{v['pairs']} ({100 * v['mean_diff']:+.2f} pts)"
-             for g, v in d.get("vs_uniform", {}).items() if v.get("mean_diff") is not None]
-    return "; ".join(parts) + f"; {d.get('wall_seconds')} s"
+    parts = [f"{p['generator']} vs uniform {100 * p['mean_gap']:+.2f} pts over {p['n_pairs']} pairs"
+             for p in d.get("pooled", []) if p.get("mean_gap") is not None]
+    return f"{d.get('verdict')}; " + "; ".join(parts) + f"; {d.get('wall_seconds')} s"
 
 
 TT = "train_throughput.py"
@@ -76,6 +76,9 @@ SUITE: tuple[Bench, ...] = (
     Bench("discover_walltime", "discover_walltime.py", (), ("--extra", "--epochs 1", "--name", "discover_walltime"),
           lambda d: (f"{d['wall_seconds']} s wall ({d['cpu_seconds']} s CPU), goal {d['goal_seconds']} s, "
                      f"load {d['load_avg_at_start'][0]} at start")),
+    Bench("packing", "packing.py", (), ("--seeds", "1", "--epochs", "1", "--repeats", "1"),
+          lambda d: (f"packed {d['trials_per_hour']['packed']} vs unpacked {d['trials_per_hour']['unpacked']} "
+                     f"trials/h: {d['packed_over_unpacked']}x")),
     Bench("quality", "quality.py", (), ("--smoke", "--name", "quality"), _quality),
 )
 NAMES = tuple(b.name for b in SUITE)

@@ -1,3 +1,3 @@
 """prunesearch: network pruning as architecture search."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
