@@ -23,6 +23,11 @@ def _as_int(value: Any, what: str) -> int:
     return int(value)
 
 
+MAX_WIDTH = 65_536  # channels per layer: documented input limits, checked before anything is built
+MAX_CLASSES = 100_000
+MAX_INPUT = 4_096
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A CNN as plain data.
@@ -83,6 +88,11 @@ class Architecture:
         bad = [w for w in self.widths if w < 1]
         if bad:
             raise ConfigError(f"widths must be >= 1, got {bad[0]} in {list(self.widths)}; a layer cannot have zero channels")
+        wide = [w for w in self.widths if w > MAX_WIDTH]
+        if wide or self.num_classes > MAX_CLASSES or self.in_channels > MAX_WIDTH or self.input_size > MAX_INPUT:
+            raise ConfigError(f"architecture too large: widths <= {MAX_WIDTH:,}, classes <= {MAX_CLASSES:,}, input "
+                              f"<= {MAX_INPUT:,} px (saw width {max(self.widths):,}, {self.num_classes:,} classes, "
+                              f"{self.input_size:,} px); check the file")
         get_family(self.family).validate(self)
 
     # --- identity -------------------------------------------------------------------------

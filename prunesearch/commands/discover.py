@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive(args, "epochs", "seeds", "workers", "threads")
     check_positive(args, "seeds", limit=1000)
+    if not 0 <= args.seed < 2**31 - 1000:
+        raise ConfigError(f"--seed must be an integer in [0, 2**31 - 1000), got {args.seed}")
     budgets = parse_budgets(args.budgets, args.budget_kind)
     recipe = get_recipe(args.recipe or DEFAULTS["recipe"], epochs=args.epochs)
     out = Path(args.out).expanduser() if args.out else default_out(args.model, args.dataset, args.method)

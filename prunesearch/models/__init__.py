@@ -25,8 +25,19 @@ from ..registry import Registry
 BUILDERS: Registry = Registry("model builder")
 
 
+MAX_PARAMS = 2_000_000_000
+
+
 def build_model(arch: Architecture, masks: Sequence[torch.Tensor] | None = None, mask_seed: int = 0) -> nn.Module:
-    """Build ``arch`` as an nn.Module (CPU, fp32, freshly initialised)."""
+    """Build ``arch`` as an nn.Module (CPU, fp32, freshly initialised). Refuses, before allocating,
+    an architecture whose weights alone would not fit in memory (MAX_PARAMS)."""
+    from ..arch import count_params
+    from ..errors import ConfigError
+
+    n = count_params(arch)
+    if n > MAX_PARAMS:
+        raise ConfigError(f"{arch.label} has {n:,} parameters, more than the {MAX_PARAMS:,} prunesearch builds "
+                          f"({4 * n / 2**30:,.0f} GiB of fp32 weights); check the architecture file or the budget")
     model = BUILDERS.get(arch.family)(arch)
     if arch.densities is not None:
         attach_masks(model, arch, masks, mask_seed)

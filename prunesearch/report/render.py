@@ -139,7 +139,13 @@ def cells_table(report: Report, group_index: int) -> TextTable:
                 tp = "too few seeds"
             else:
                 tp = f"{pvalue(c.t_test.p_value if c.t_test else None)} / {pvalue(c.p_holm)}"
-            exact = f"{pvalue(c.sign.p_value if c.sign else None)} / {pvalue(c.wilcoxon.p_value if c.wilcoxon else None)}"
+            from .stats import min_exact_p
+
+            if min_exact_p(c.n_matched) >= 0.05:  # the exact tests can never be small: say so, no p
+                exact = f"n = {c.n_matched}: cannot reach 0.05"
+            else:
+                exact = (f"{pvalue(c.sign.p_value if c.sign else None)} / "
+                         f"{pvalue(c.wilcoxon.p_value if c.wilcoxon else None)}")
             cmp = [gap_cell(c.gap, c.gap_ci), wins, tp, exact]
         err = DASH if c.budget_error is None else f"{100 * c.budget_error:.2f}%"
         rows.append([name, seeds_cell(c), acc, pct(c.val_mean), count(c.params), count(c.macs), err] + cmp

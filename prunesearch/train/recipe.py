@@ -48,6 +48,10 @@ class Recipe:
         def bad(what: str) -> None:
             raise ConfigError(f"recipe '{self.name}': {what}")
 
+        for key in ("epochs", "batch_size", "checkpoint_every", "eval_every", "eval_batch_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and v.is_integer()):
+                bad(f"{key} must be a whole number, saw {v!r}")
         if int(self.epochs) < 1:
             bad(f"epochs must be >= 1, saw {self.epochs}")
         if int(self.batch_size) < 2:
