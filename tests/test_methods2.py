@@ -16,7 +16,7 @@ from prunesearch.errors import BudgetError, ConfigError
 from prunesearch.models import build_model
 from prunesearch.prune import get_method
 from prunesearch.prune._reconstruct import Samples, ridge_refit
-from prunesearch.prune.lottery import TicketResult, rewind
+from prunesearch.prune.lottery import TicketResult, control_seed, rewind
 from prunesearch.prune.regression import lasso_select
 from prunesearch.prune.sss import SCALE, BlockSparsity, attach_block_scales, block_scale, blocks_of, soft_threshold
 from prunesearch.prune.thinet import greedy_removal
@@ -352,11 +352,77 @@ def test_lottery_ticket_is_the_initialisation_under_the_mask():
         assert torch.equal(w, init[f"{name}.weight"] * mask)
     fine = method.build_pruned(r, init="inherit")
     assert not torch.equal(fine.conv1.weight, ticket.conv1.weight)
-    scratch = method.build_pruned(r, init="scratch", seed=0)
+    scratch = method.build_pruned(r, init="scratch", seed=0)  # seed 0 drew the base: the control must not
     assert not torch.equal(scratch.conv1.weight, ticket.conv1.weight)
     no_init = method.prune(model, arch, ratio=0.8)
     with pytest.raises(ConfigError, match="init_state"):
         method.build_pruned(no_init, init="rewind")
+
+
+def test_lottery_random_init_control_is_the_dense_init_under_the_mask():
+    method = get_method("lottery")
+    arch = tiny("resnet14")
+    torch.manual_seed(0)
+    model = trained_like(build_model(arch))
+    r = method.prune(model, arch, ratio=0.9, init_state=build_model(arch).state_dict())
+    control = method.build_pruned(r, init="scratch", seed=5)
+    torch.manual_seed(control_seed(5))
+    dense = build_model(arch)  # what the unpruned network draws (with the control's salted seed)
+    convs = [(n, m) for n, m in control.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    for (name, conv), mask in zip(convs, r.masks):
+        assert torch.equal(conv.weight, dict(dense.named_modules())[name].weight * mask)
+    # the scale is the dense layer's Kaiming fan-out std, sqrt(2 / (64 * 3 * 3)), whatever the density;
+    # the density-aware init of sparse scratch runs would be sqrt(2 / (kept / in_channels)), ~3x larger here
+    conv, mask = convs[-1][1], r.masks[-1]
+    kept = conv.weight.detach()[mask == 1]
+    assert float(kept.std()) == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)
+    sparse_std = (2 / (float(mask.sum()) / 64)) ** 0.5
+    assert sparse_std > 2 * float(kept.std())
+    assert torch.equal(control.state_dict()["layer3.1.conv2.weight"],
+                       method.build_pruned(r, init="scratch", seed=5).state_dict()["layer3.1.conv2.weight"])
+
+
+def test_lottery_iterative_rounds_prune_rewind_retrain():
+    method = get_method("lottery")
+    arch = tiny("resnet8")
+    torch.manual_seed(0)
+    init = {k: v.clone() for k, v in build_model(arch).state_dict().items()}
+    model = trained_like(build_model(arch))
+    calls = []
+    gen = torch.Generator().manual_seed(1)
+
+    def retrain(m, hooks):  # a stand-in for prunesearch.train.train(m, data, recipe, hooks=hooks)
+        assert [type(h).__name__ for h in hooks] == ["MaskHook"]
+        convs = [(n, c) for n, c in m.named_modules() if isinstance(c, torch.nn.Conv2d)]
+        masks = [c.weight_mask.clone() for _, c in convs]
+        for (n, c), mk in zip(convs, masks):  # the ticket: initial weights under the round's mask
+            assert torch.equal(c.weight, init[f"{n}.weight"] * mk)
+        calls.append(masks)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn(p.shape, generator=gen))
+            hooks[0].after_step(m)
+
+    r = method.prune(model, arch, rounds=3, rate=0.2, retrain=retrain, init_state=init)
+    assert len(calls) == 2  # retrained after rounds 1 and 2, not after the last
+    assert r.info["rounds"] == 3 and r.info["round_ratios"] == pytest.approx([0.2, 0.36, 0.488], abs=1e-12)
+    total = sum(m.numel() for m in r.masks)
+    for cum, masks in zip((0.2, 0.36), calls):
+        assert 1 - sum(float(m.sum()) for m in masks) / total == pytest.approx(cum, abs=2e-3)
+    for earlier, later in ((calls[0], calls[1]), (calls[1], list(r.masks))):  # pruned weights stay pruned
+        assert all(not (l.bool() & ~e.bool()).any() for e, l in zip(earlier, later))
+    assert r.info["pruned_fraction"] == pytest.approx(0.488, abs=2e-3)
+    one_shot = method.prune(model, arch, ratio=0.488)
+    assert any(not torch.equal(a, b) for a, b in zip(one_shot.masks, r.masks))  # rounds prune the retrained weights
+    ticket = method.build_pruned(r, init="rewind")
+    assert torch.equal(ticket.conv1.weight, init["conv1.weight"] * r.masks[0])
+    # with a budget the last round lands on it
+    rb = method.prune(model, arch, rounds=2, budget=0.5, retrain=retrain, init_state=init)
+    assert rb.params == resolve_budget(arch, 0.5)
+    with pytest.raises(ConfigError, match="init_state"):
+        method.prune(model, arch, rounds=2, ratio=0.5, retrain=retrain)
+    with pytest.raises(ConfigError, match="rounds >= 2"):
+        method.prune(model, arch, ratio=0.5, retrain=retrain)
 
 
 def test_rewind_works_for_channel_and_block_results():

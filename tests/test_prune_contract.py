@@ -213,6 +213,10 @@ OPTIONS = [
     ("sss", "regularizer", {"s": 1e-3, "momentum": 0.5}, {"momentum": 1.0}, "momentum"),
     ("sss", "regularizer", {"momentum": 0.0}, {"s": -1.0}, "sparsity s"),
     ("sss", "prune", {"threshold": 0.0}, {"threshold": -0.5}, "threshold"),
+    ("lottery", "prune", {"rate": 0.3}, {"rate": 1.5}, "rate"),
+    ("lottery", "prune", {"ratio": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 0}, "rounds"),
+    ("lottery", "prune", {"budget": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 2}, "retrain"),
+    ("lottery", "prune", {"ratio": 0.5}, {"ratio": 0.5, "rate": 0.2}, "not both"),
 ]
 
 
