@@ -217,6 +217,7 @@ OPTIONS = [
     ("magnitude", "prune", {"budget": 0.45, "scope": "layer"}, {"budget": 50, "scope": "layer"}, "range"),
     ("lottery", "prune", {"ratio": 0.5, "scope": "layer"}, {"ratio": 0.5, "scope": "global-ish"}, "scope"),
     ("lottery", "prune", {"rate": 0.3}, {"rate": 1.5}, "rate"),
+    ("lottery", "prune", {"ratio": 0.5, "min_keep": 2}, {"ratio": 0.5, "round": 2}, "rounds=.*got round$"),
     ("lottery", "prune", {"ratio": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 0}, "rounds"),
     ("lottery", "prune", {"budget": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 2}, "retrain"),
     ("lottery", "prune", {"ratio": 0.5}, {"ratio": 0.5, "rate": 0.2}, "not both"),

@@ -149,6 +149,10 @@ class Lottery(Magnitude):
               ratio: float | None = None, data: Any = None, init_state: dict[str, torch.Tensor] | None = None,
               rounds: int = 1, rate: float | None = None,
               retrain: Callable[[nn.Module, list], Any] | None = None, **options: Any) -> TicketResult:
+        unknown = sorted(set(options) - {"min_keep", "scope"})
+        if unknown:
+            raise ConfigError(f"lottery takes budget=, ratio= or rate=, rounds=, retrain=, init_state=, min_keep=, scope=; "
+                              f"got {', '.join(unknown)}")
         rounds = _check_int("rounds", rounds, 1)
         if rate is not None:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
