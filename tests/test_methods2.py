@@ -16,9 +16,9 @@ from prunesearch.errors import BudgetError, ConfigError
 from prunesearch.models import build_model
 from prunesearch.prune import get_method
 from prunesearch.prune._reconstruct import Samples, ridge_refit
-from prunesearch.prune.lottery import TicketResult, rewind
+from prunesearch.prune.lottery import TicketResult, control_seed, rewind
 from prunesearch.prune.regression import lasso_select
-from prunesearch.prune.sss import SCALE, attach_block_scales, block_scale, blocks_of
+from prunesearch.prune.sss import SCALE, BlockSparsity, attach_block_scales, block_scale, blocks_of, soft_threshold
 from prunesearch.prune.thinet import greedy_removal
 from prunesearch.train import get_recipe, train
 
@@ -218,7 +218,7 @@ def test_sss_removes_blocks_whose_factor_is_zero_and_keeps_the_function(name):
     x = torch.randn(3, 3, 8, 8)
     with torch.no_grad():
         y = model(x)
-    r = method.prune(model, arch)  # automatic: |factor| <= 0.01 goes
+    r = method.prune(model, arch)  # automatic: exactly-zero factors go
     assert r.arch.blocks == (n - 1, n, n - 1) and r.info["removed_blocks"] == [[n - 1], [], [n - 1]]
     pruned = loads_and_counts(r).eval()
     with torch.no_grad():
@@ -236,27 +236,101 @@ def test_sss_budget_removes_blocks_in_ascending_factor_order_to_the_closest_coun
             block_scale(b, "resnet").fill_(float(10 - i))  # later blocks weaker
     fam = get_family("resnet")
     sizes = {k: count_params(fam.base(20, num_classes=4, input_size=8, blocks=k))
-             for k in [(3, 3, 3), (3, 3, 2), (3, 3, 1), (3, 2, 1), (3, 1, 1), (2, 1, 1), (1, 1, 1)]}
+             for k in [(3, 3, 3), (3, 3, 2), (3, 3, 1), (3, 2, 1), (3, 1, 1), (2, 1, 1), (1, 1, 1), (0, 1, 1)]}
     for blocks_expected, p in sizes.items():
         r = method.prune(model, arch, budget=p)
         assert (r.arch.blocks or (3, 3, 3)) == blocks_expected
+    # stage 1's first block has an identity shortcut and goes last (strongest factor); the first blocks
+    # of stages 2 and 3 (stride 2) cannot go, so (0, 1, 1) is the floor
+    assert len(loads_and_counts(r).layer1) == 0
     with pytest.raises(BudgetError, match="below"):
-        method.prune(model, arch, budget=sizes[(1, 1, 1)] - 1000)
+        method.prune(model, arch, budget=sizes[(0, 1, 1)] - 1000)
 
 
-def test_sss_training_shrinks_the_block_factors(data8):
+def test_sss_training_with_apg_sends_factors_to_exactly_zero_and_prune_removes_them(data8):
     method = get_method("sss")
     arch = tiny("resnet14")
     torch.manual_seed(0)
     model = method.prepare(build_model(arch), arch)
     assert f"layer1.1.bn2.{SCALE}" in model.state_dict()
-    hook = method.regularizer(arch, s=0.5)
+    hook = method.regularizer(arch, s=100.0)  # lr 0.05 (smoke) x s = 5 per step: every factor hits 0 at once
+    assert isinstance(hook, BlockSparsity) and hook.momentum == 0.9
     train(model, data8, get_recipe("smoke", epochs=1, batch_size=16, weight_decay=0.0), seed=0, device="cpu",
           hooks=[hook], threads=1)
     factors = [float(block_scale(b, "resnet").detach()) for st in blocks_of(model) for b in st]
-    assert all(f < 1.0 for f in factors)  # the penalty (lr * s per step) pulled every factor down
+    assert factors == [0.0] * 6  # exactly zero (2 steps: z = 0 twice, so the look-ahead is 0 too)
+    r = method.prune(model, arch)  # automatic: exactly-zero factors go, where the architecture allows
+    assert r.arch.blocks == (0, 1, 1)  # stage 1 empties; stages 2/3 keep their stride-2 first block
+    assert r.info["kept_zero_blocks"] == [[], [0], [0]]
+    assert r.threshold == 0.0
+    state = hook.state_dict()
+    assert set(state["buffers"]) == {k for k in model.state_dict() if k.endswith(SCALE)}
     attach_block_scales(model, "resnet")  # idempotent
     assert sum(1 for k in model.state_dict() if k.endswith(SCALE)) == 6
+
+
+def test_sss_apg_step_matches_the_reference_update_exactly():
+    """One factor, by hand: v <- mu v; z <- S(lam - lr g, lr s); v <- z - lam + v; lam <- z + mu v."""
+    arch = tiny("resnet14")
+    model = attach_block_scales(build_model(arch), "resnet")
+    p = block_scale(model.layer1[1], "resnet")
+    hook = BlockSparsity(s=1.0, momentum=0.5)
+
+    def step(lam: float, grad: float) -> float:
+        with torch.no_grad():
+            p.fill_(lam)
+        p.grad = torch.full_like(p, grad)
+        hook.after_backward(model)
+        assert p.grad is None  # taken out of SGD
+        hook.after_step(model)
+        return float(p.detach())
+
+    with pytest.raises(ConfigError, match="learning rate"):
+        step(1.0, 0.0)
+    hook = BlockSparsity(s=1.0, momentum=0.5)
+    hook.on_epoch_start(model, 0, 0.25)  # lr * s = 0.25
+    # |1.0 - 0.25 * 0.5| = 0.875 > 0.25: z = 0.625, v = -0.375, stored 0.625 - 0.1875
+    assert step(1.0, 0.5) == pytest.approx(0.4375, abs=1e-7)
+    # |0.4375 - 0.25 * 0.5| = 0.3125 > 0.25: z = 0.0625; v = 0.0625 - 0.4375 - 0.1875 = -0.5625
+    assert step(0.4375, 0.5) == pytest.approx(0.0625 - 0.28125, abs=1e-7)
+    # below the threshold: z = 0 exactly; v = 0 - (-0.21875) - 0.28125 = -0.0625; stored -0.03125
+    assert step(-0.21875, 0.0) == pytest.approx(-0.03125, abs=1e-7)
+    # z = 0 again: v = 0 + 0.03125 - 0.03125 = 0, so the factor is exactly 0.0, not just small
+    assert step(-0.03125, 0.0) == 0.0
+    # momentum 0: a single proximal step lands exactly on zero
+    plain = BlockSparsity(s=1.0, momentum=0.0)
+    plain.on_epoch_start(model, 0, 0.1)
+    with torch.no_grad():
+        p.fill_(0.09)
+    p.grad = torch.full_like(p, -0.05)  # 0.09 + 0.005 = 0.095 <= 0.1
+    plain.after_backward(model)
+    plain.after_step(model)
+    assert float(p.detach()) == 0.0
+    assert soft_threshold(torch.tensor([0.3, -0.3, 0.05]), 0.1).tolist() == pytest.approx([0.2, -0.2, 0.0])
+    with pytest.raises(ConfigError, match="momentum"):
+        get_method("sss").regularizer(arch, momentum=1.0)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preresnet20"])
+def test_sss_first_block_of_a_stage_goes_only_where_the_shortcut_allows(name):
+    method = get_method("sss")
+    arch = tiny(name)
+    torch.manual_seed(0)
+    model = trained_like(method.prepare(build_model(arch), arch))
+    with torch.no_grad():
+        for st in blocks_of(model):
+            for i, b in enumerate(st):
+                block_scale(b, arch.family).fill_(0.0 if i == 0 else 0.5)  # every stage's first block
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        y = model(x)
+    r = method.prune(model, arch)
+    if arch.family == "resnet":  # layer1.0: identity shortcut -> removed; layer2.0/3.0: stride 2 -> kept
+        assert r.info["removed_blocks"] == [[0], [], []] and r.info["kept_zero_blocks"] == [[], [0], [0]]
+    else:  # every first block has a projection shortcut
+        assert r.info["removed_blocks"] == [[], [], []] and r.info["kept_zero_blocks"] == [[0], [0], [0]]
+    with torch.no_grad():
+        assert torch.allclose(loads_and_counts(r).eval()(x), y, atol=1e-4, rtol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------------ lottery
@@ -278,11 +352,77 @@ def test_lottery_ticket_is_the_initialisation_under_the_mask():
         assert torch.equal(w, init[f"{name}.weight"] * mask)
     fine = method.build_pruned(r, init="inherit")
     assert not torch.equal(fine.conv1.weight, ticket.conv1.weight)
-    scratch = method.build_pruned(r, init="scratch", seed=0)
+    scratch = method.build_pruned(r, init="scratch", seed=0)  # seed 0 drew the base: the control must not
     assert not torch.equal(scratch.conv1.weight, ticket.conv1.weight)
     no_init = method.prune(model, arch, ratio=0.8)
     with pytest.raises(ConfigError, match="init_state"):
         method.build_pruned(no_init, init="rewind")
+
+
+def test_lottery_random_init_control_is_the_dense_init_under_the_mask():
+    method = get_method("lottery")
+    arch = tiny("resnet14")
+    torch.manual_seed(0)
+    model = trained_like(build_model(arch))
+    r = method.prune(model, arch, ratio=0.9, init_state=build_model(arch).state_dict())
+    control = method.build_pruned(r, init="scratch", seed=5)
+    torch.manual_seed(control_seed(5))
+    dense = build_model(arch)  # what the unpruned network draws (with the control's salted seed)
+    convs = [(n, m) for n, m in control.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    for (name, conv), mask in zip(convs, r.masks):
+        assert torch.equal(conv.weight, dict(dense.named_modules())[name].weight * mask)
+    # the scale is the dense layer's Kaiming fan-out std, sqrt(2 / (64 * 3 * 3)), whatever the density;
+    # the density-aware init of sparse scratch runs would be sqrt(2 / (kept / in_channels)), ~3x larger here
+    conv, mask = convs[-1][1], r.masks[-1]
+    kept = conv.weight.detach()[mask == 1]
+    assert float(kept.std()) == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)
+    sparse_std = (2 / (float(mask.sum()) / 64)) ** 0.5
+    assert sparse_std > 2 * float(kept.std())
+    assert torch.equal(control.state_dict()["layer3.1.conv2.weight"],
+                       method.build_pruned(r, init="scratch", seed=5).state_dict()["layer3.1.conv2.weight"])
+
+
+def test_lottery_iterative_rounds_prune_rewind_retrain():
+    method = get_method("lottery")
+    arch = tiny("resnet8")
+    torch.manual_seed(0)
+    init = {k: v.clone() for k, v in build_model(arch).state_dict().items()}
+    model = trained_like(build_model(arch))
+    calls = []
+    gen = torch.Generator().manual_seed(1)
+
+    def retrain(m, hooks):  # a stand-in for prunesearch.train.train(m, data, recipe, hooks=hooks)
+        assert [type(h).__name__ for h in hooks] == ["MaskHook"]
+        convs = [(n, c) for n, c in m.named_modules() if isinstance(c, torch.nn.Conv2d)]
+        masks = [c.weight_mask.clone() for _, c in convs]
+        for (n, c), mk in zip(convs, masks):  # the ticket: initial weights under the round's mask
+            assert torch.equal(c.weight, init[f"{n}.weight"] * mk)
+        calls.append(masks)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn(p.shape, generator=gen))
+            hooks[0].after_step(m)
+
+    r = method.prune(model, arch, rounds=3, rate=0.2, retrain=retrain, init_state=init)
+    assert len(calls) == 2  # retrained after rounds 1 and 2, not after the last
+    assert r.info["rounds"] == 3 and r.info["round_ratios"] == pytest.approx([0.2, 0.36, 0.488], abs=1e-12)
+    total = sum(m.numel() for m in r.masks)
+    for cum, masks in zip((0.2, 0.36), calls):
+        assert 1 - sum(float(m.sum()) for m in masks) / total == pytest.approx(cum, abs=2e-3)
+    for earlier, later in ((calls[0], calls[1]), (calls[1], list(r.masks))):  # pruned weights stay pruned
+        assert all(not (l.bool() & ~e.bool()).any() for e, l in zip(earlier, later))
+    assert r.info["pruned_fraction"] == pytest.approx(0.488, abs=2e-3)
+    one_shot = method.prune(model, arch, ratio=0.488)
+    assert any(not torch.equal(a, b) for a, b in zip(one_shot.masks, r.masks))  # rounds prune the retrained weights
+    ticket = method.build_pruned(r, init="rewind")
+    assert torch.equal(ticket.conv1.weight, init["conv1.weight"] * r.masks[0])
+    # with a budget the last round lands on it
+    rb = method.prune(model, arch, rounds=2, budget=0.5, retrain=retrain, init_state=init)
+    assert rb.params == resolve_budget(arch, 0.5)
+    with pytest.raises(ConfigError, match="init_state"):
+        method.prune(model, arch, rounds=2, ratio=0.5, retrain=retrain)
+    with pytest.raises(ConfigError, match="rounds >= 2"):
+        method.prune(model, arch, ratio=0.5, retrain=retrain)
 
 
 def test_rewind_works_for_channel_and_block_results():

@@ -205,3 +205,36 @@ def test_pruned_model_trains_both_ways(method_name: str):
     assert (len(hooks) > 0) == (result.masks is not None)  # sparse results keep their masks
     reg = method.regularizer(arch, budget=0.5)  # every method accepts the target, most ignore it
     assert reg is None or isinstance(reg, TrainHook)
+
+
+# Method options beyond budget=/ratio= (issue 15): each works on the contract's model and a bad value
+# is a one-line ConfigError naming the option (BudgetError for an unreachable budget). (method, "regularizer" | "prune", good kwargs, bad kwargs)
+OPTIONS = [
+    ("sss", "regularizer", {"s": 1e-3, "momentum": 0.5}, {"momentum": 1.0}, "momentum"),
+    ("sss", "regularizer", {"momentum": 0.0}, {"s": -1.0}, "sparsity s"),
+    ("sss", "prune", {"threshold": 0.0}, {"threshold": -0.5}, "threshold"),
+    ("magnitude", "prune", {"ratio": 0.5, "scope": "layer"}, {"ratio": 0.5, "scope": "stage"}, "scope"),
+    ("magnitude", "prune", {"budget": 0.45, "scope": "layer"}, {"budget": 50, "scope": "layer"}, "range"),
+    ("lottery", "prune", {"ratio": 0.5, "scope": "layer"}, {"ratio": 0.5, "scope": "global-ish"}, "scope"),
+    ("lottery", "prune", {"rate": 0.3}, {"rate": 1.5}, "rate"),
+    ("lottery", "prune", {"ratio": 0.5, "min_keep": 2}, {"ratio": 0.5, "round": 2}, "rounds=.*got round$"),
+    ("lottery", "prune", {"ratio": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 0}, "rounds"),
+    ("lottery", "prune", {"budget": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 2}, "retrain"),
+    ("lottery", "prune", {"ratio": 0.5}, {"ratio": 0.5, "rate": 0.2}, "not both"),
+]
+
+
+@pytest.mark.parametrize("method_name,where,good,bad,what", OPTIONS, ids=lambda v: str(v) if isinstance(v, str) else None)
+def test_method_options_work_and_bad_values_say_what_to_do(method_name, where, good, bad, what):
+    method = get_method(method_name)
+    family = "resnet" if "resnet" in method.families else method.families[0]
+    arch, model = base_model(family)
+    if where == "regularizer":
+        assert isinstance(method.regularizer(arch, **good), TrainHook)
+        with pytest.raises(ConfigError, match=what) as e:
+            method.regularizer(arch, **bad)
+    else:
+        check_result(method, method.prune(model, arch, data=data_for(method, arch), **good), arch)
+        with pytest.raises((ConfigError, BudgetError), match=what) as e:  # BudgetError: an unreachable budget
+            method.prune(model, arch, data=data_for(method, arch), **bad)
+    assert "\n" not in str(e.value)

@@ -290,6 +290,31 @@ def test_magnitude_threshold_follows_the_reference_rule():
     assert result.arch.densities == tuple(float((w > thr).sum()) / w.numel() for w in weights)
 
 
+def test_magnitude_layerwise_prunes_exactly_the_same_fraction_of_every_conv():
+    arch, model = make("resnet8")
+    method = get_method("magnitude")
+    result = method.prune(model, arch, ratio=0.6, scope="layer")
+    assert result.info["scope"] == "layer" and result.ratio == 0.6 and result.threshold is None
+    for c, m in zip(conv_layers(model), result.masks):
+        n = c.weight.numel()
+        assert int((m == 0).sum()) == int(n * 0.6)  # e.g. 16x3x3x3 = 432 weights: exactly 259 zeros
+        w = c.weight.detach().abs()
+        assert float(w[m == 0].max()) <= float(w[m == 1].min())  # the layer's smallest |w| went
+    assert int((result.masks[0] == 0).sum()) == 259
+    assert result.arch.densities == tuple((n - int(n * 0.6)) / n for n in (c.weight.numel() for c in conv_layers(model)))
+    # the global rule prunes the layers unevenly on the same model
+    glob = method.prune(model, arch, ratio=0.6)
+    assert len(set(round(d, 3) for d in glob.arch.densities)) > 1
+    # a budget lands within one weight per layer, and min_keep guards a layer at a ratio near 1
+    rb = method.prune(model, arch, budget=0.3, scope="layer")
+    target = resolve_budget(arch, 0.3)
+    assert abs(rb.params - target) <= len(rb.masks)
+    rg = method.prune(model, arch, ratio=0.999, scope="layer", min_keep=5)
+    assert [int(m.sum()) for m in rg.masks] == [max(c.weight.numel() - int(c.weight.numel() * 0.999), 5)
+                                                for c in conv_layers(model)]
+    assert rg.info["guarded_layers"]
+
+
 def test_magnitude_budget_guard_and_outputs():
     arch, model = make("resnet8")
     with torch.no_grad():

@@ -192,7 +192,10 @@ def test_checkpoint_errors(data, tmp_path):
 
 class Counter(TrainHook):
     def __init__(self):
-        self.calls = {"after_backward": 0, "after_step": 0, "on_epoch_end": []}
+        self.calls = {"after_backward": 0, "after_step": 0, "on_epoch_end": [], "on_epoch_start": []}
+
+    def on_epoch_start(self, model, epoch, lr):
+        self.calls["on_epoch_start"].append((epoch, lr))
 
     def after_backward(self, model):
         assert all(p.grad is not None for p in model.parameters())
@@ -207,8 +210,10 @@ class Counter(TrainHook):
 
 def test_hooks_are_called(data):
     h = Counter()
-    train(tiny_net(), data, smoke(epochs=2), seed=0, device="cpu", hooks=[h])
-    assert h.calls == {"after_backward": 12, "after_step": 12, "on_epoch_end": [0, 1]}
+    rec = smoke(epochs=2)
+    train(tiny_net(), data, rec, seed=0, device="cpu", hooks=[h])
+    assert h.calls == {"after_backward": 12, "after_step": 12, "on_epoch_end": [0, 1],
+                       "on_epoch_start": [(0, rec.lr_at(0)), (1, rec.lr_at(1))]}
 
 
 class Poison(TrainHook):

@@ -35,6 +35,8 @@ class TrainHook:
 
     - ``after_backward(model)``: gradients exist, before the optimiser step (Network Slimming adds
       ``s * sign(gamma)`` to every BN weight's grad here).
+    - ``on_epoch_start(model, epoch, lr)``: before the epoch's first step, with the learning rate
+      every step of that epoch uses (Sparse Structure Selection's proximal step scales with it).
     - ``after_step(model)``: after ``optimizer.step()`` (unstructured pruning re-applies masks).
     - ``on_epoch_end(model, epoch)``: after the epoch's last step, before evaluation and the
       checkpoint; ``epoch`` is the 0-based index of the epoch that just ended (soft filter pruning
@@ -43,6 +45,9 @@ class TrainHook:
       (e.g. masks); stored in the checkpoint.
     Hooks run under ``torch.no_grad()`` except ``after_backward`` (which may edit ``.grad``).
     """
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, lr: float) -> None:
+        pass
 
     def after_backward(self, model: nn.Module) -> None:
         pass
@@ -311,6 +316,10 @@ def _train(model, data, recipe, seed, device, amp_dtype, channels_last, on_progr
         lr = recipe.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if hooks:
+            with torch.no_grad():
+                for h in hooks:
+                    h.on_epoch_start(model, epoch, lr)
         losses = torch.zeros(steps, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
