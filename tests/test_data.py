@@ -211,3 +211,24 @@ def test_real_cifar10_from_env_dir():
 
     mean, _ = channel_stats(d.train_x[:5000])
     assert all(abs(a - b) < 0.01 for a, b in zip(mean, CIFAR_MEAN))
+
+
+def test_imagefolder_refuses_one_class_and_decompression_bombs(tmp_path):
+    from PIL import Image
+
+    one = tmp_path / "one"
+    for split in ("train", "val"):
+        (one / split / "only").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(one / split / "only" / "x.png")
+    with pytest.raises(DataError, match="1 class folder") as e:
+        load_dataset(f"imagefolder:{one}", image_size=8, workers=0)
+    assert "\n" not in str(e.value)
+    bomb = tmp_path / "bomb"
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (bomb / split / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(bomb / split / c / "x.png")
+    Image.new("1", (14_000, 14_000)).save(bomb / "train" / "a" / "big.png")  # 196 MPixel, a few KiB on disk
+    with pytest.raises(DataError, match="too large to decode safely") as e:
+        load_dataset(f"imagefolder:{bomb}", image_size=8, workers=0)
+    assert "\n" not in str(e.value)

@@ -250,7 +250,8 @@ def _write(tmp_path, doc, name="bad.yaml"):
     (lambda d: d.update(kind="stages"), "unknown rule kind 'stages' (did you mean 'stage'?)"),
     (lambda d: d.update(prunesearch_rule=RULE_FORMAT + 1), f"rule format version {RULE_FORMAT + 1} is not supported"),
     (lambda d: d.pop("prunesearch_rule"), "not a design rule"),
-    (lambda d: d["levels"][0]["values"].update(all=[0.5]), "must be 5 finite numbers"),
+    (lambda d: d["levels"][0]["values"].update(all=[0.5]), "must be 5 keep fractions in [0, 1]"),
+    (lambda d: d["levels"][0]["values"].update(all=[1e308] * 5), "must be 5 keep fractions in [0, 1]"),
     (lambda d: d.update(levels=[]), "'levels' must be a non-empty list"),
 ])
 def test_bad_rule_files_are_one_line_config_errors(tmp_path, mutate, message):

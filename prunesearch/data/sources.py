@@ -292,6 +292,9 @@ def load_imagefolder(
         val_f = tvd.ImageFolder(str(path / "val"))
     except (FileNotFoundError, RuntimeError) as e:
         raise DataError(f"image folder {path} is not usable ({e}): {hint}") from e
+    if len(train_f.classes) < 2:
+        raise DataError(f"image folder {path} has {len(train_f.classes)} class folder(s) under train/; a classifier "
+                        "needs at least two (every accuracy would be 100 %): add the other classes")
     if train_f.classes != val_f.classes:
         raise DataError(
             f"image folder {path}: train has classes {train_f.classes[:5]}... and val has "
@@ -319,6 +322,12 @@ def load_imagefolder(
         mean, std = channel_stats(torch.stack([train_s[i][0] for i in sample]))
     except OSError as e:  # PIL: truncated / not an image
         raise DataError(f"image folder {path} has an unreadable image ({e}); remove or fix it") from e
+    except Exception as e:  # PIL's DecompressionBombError (not an OSError): an image too large to decode safely
+        if type(e).__name__ != "DecompressionBombError":
+            raise
+        msg = " ".join(str(e).split())[:200]
+        raise DataError(f"image folder {path} has an image too large to decode safely ({msg}); resize it "
+                        "below PIL's decompression-bomb limit or remove it") from None
     return Dataset(name=f"imagefolder:{path}", train_x=None, train_y=None, test_x=None, test_y=None,
                    mean=mean, std=std, train_stream=train_s, test_stream=val_s,
                    info={**info, "streamed": True, "workers": workers}, **common)

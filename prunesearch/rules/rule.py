@@ -423,9 +423,10 @@ class DesignRule:
             clean: dict[str, tuple[float, ...]] = {}
             for key, seq in vals.items():
                 if (not isinstance(seq, list) or len(seq) != res or any(
-                        isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0
+                        isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or not 0 <= x <= 1
                         for x in seq)):
-                    raise ConfigError(f"{where}.values.{key} must be {res} finite numbers >= 0, got {seq!r}")
+                    shown = repr(seq) if len(repr(seq)) < 200 else repr(seq)[:200] + "..."
+                    raise ConfigError(f"{where}.values.{key} must be {res} keep fractions in [0, 1], got {shown}")
                 clean[str(key)] = tuple(float(x) for x in seq)
             n = lv.get("patterns", 1)
             levels.append(RuleLevel(float(f), clean, int(n) if isinstance(n, int) and not isinstance(n, bool) else 1))
