@@ -4,8 +4,6 @@ one-line error for what it cannot do. A new generator is picked up from the regi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from prunesearch.arch import (

@@ -8,7 +8,6 @@ import json
 import math
 import re
 import sys
-import types
 from io import StringIO
 from pathlib import Path
 

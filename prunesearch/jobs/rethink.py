@@ -85,11 +85,6 @@ def load_artifact(path: Path) -> tuple[Any, dict[str, Any]]:
     return result, blob["init_state"]
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    params = inspect.signature(fn).parameters
-    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values()) and name in ("budget", "ratio")
-
-
 def regularizer_options(method: Any, attrs: Mapping[str, Any], recipe: Any, num_train: int) -> dict[str, Any]:
     """The options ``method.regularizer`` gets: the spec's, the prune target for methods that prune
     while training (soft filter pruning), and the run's lr sum for strengths that scale with the

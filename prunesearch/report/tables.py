@@ -34,7 +34,6 @@ from .stats import (
     holm,
     mean,
     mean_ci,
-    min_exact_p,
     normalized_auc,
     paired_t_test,
     pareto_front,

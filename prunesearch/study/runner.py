@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import PrunesearchError, StorageError
+from ..errors import PrunesearchError
 from .plan import PlannedTrial, plan_rethink, plan_trials
 from .queue import EventFn, Prepared, Worker, WorkerSummary, prepare_study
 from .rundir import default_storage, make_run_dir, write_records, write_run_json

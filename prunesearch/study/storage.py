@@ -23,7 +23,6 @@ system attribute; the FAIL transition is the atomic step (a second worker's atte
 from __future__ import annotations
 
 import os
-import re
 import socket
 import threading
 import time

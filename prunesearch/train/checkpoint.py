@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..faults import kill_point
 
 FORMAT = 1
 LAST = "last.pt"
