@@ -53,8 +53,9 @@ def _load_cifar(key: str, root: Path, download: bool, seed: int, **options: Any)
     cls = getattr(tvd, cls_name)
     where = root / folder
     hint = (
-        f"expected {where}/{{{files}}} (md5-checked); run with --download on a machine with "
-        f"internet, or extract {archive} from https://www.cs.toronto.edu/~kriz/ into {root}"
+        f"expected {where}/{{{files}}} (md5-checked); fetch it once on a machine with internet "
+        f"(`prunesearch train resnet20 --dataset {key} --data-dir {root} --download --epochs 1`), or extract "
+        f"{archive} from https://www.cs.toronto.edu/~kriz/ into {root}"
     )
     try:
         # torchvision prints download notices on stdout; keep stdout clean for --json output.
