@@ -8,7 +8,11 @@ runs ``prunesearch worker`` processes against it. For ``--seconds`` a random liv
 SIGKILLed every ``--kill-every`` seconds on average (and a fresh one started in its place); a third
 of the workers are also started with a random kill point (``PRUNESEARCH_KILL_AT``: mid-training,
 mid-checkpoint, between storing a result and COMPLETE, right after COMPLETE), so the critical windows
-are hit, not only whatever happens to run. Then the workers drain the study (at most
+are hit, not only whatever happens to run; another third get an injected ``OSError`` (a full disk,
+``PRUNESEARCH_FAIL_AT``) at a checkpoint write, which must re-queue the trial. On a journal, every
+``--cut-every`` seconds a half-written entry is appended to the journal (a crash inside an append):
+workers must refuse to touch it, and the soak then runs ``prunesearch repair`` as an operator would
+(only while no worker holds the append lock). Then the workers drain the study (at most
 ``--drain-seconds``). Prints and writes ``benchmarks/results/soak.json`` (``soak_pg.json`` on
 PostgreSQL): trials planned / completed / duplicated / lost (the goal: lost 0, duplicated 0), plus
 kills, attempts, resumed trials and any completed trial missing a result field.
@@ -57,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage", default="journal", help="journal (a file in a temp run dir), pg ($PRUNESEARCH_PG_URL) or a URL")
     p.add_argument("--epochs", type=int, default=60, help="epochs per trial (default 60: a few seconds, so kills land in training)")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill schedule (default 0)")
+    p.add_argument("--cut-every", type=float, default=30, help="journal: mean seconds between cut-off entries "
+                   "(default 30; 0: none)")
     p.add_argument("--out", help="run dir (default: a temp dir, removed at the end)")
     p.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results")
     a = p.parse_args(argv)
@@ -81,12 +87,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from prunesearch.study import load_spec, prepare
     from prunesearch.study.queue import RESULT_KEYS
+    from prunesearch.study.storage import FAIL_REASON
 
     import optuna
 
     from prunesearch.study.storage import open_storage
 
     rng = random.Random(args.seed)
+    nonlocal_counts = Counter()
     tmp = None if args.out else tempfile.TemporaryDirectory(prefix="prunesearch-soak-")
     run_dir = Path(args.out or tmp.name)
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -107,8 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     def start(chaos: bool) -> subprocess.Popen:
         e = dict(env)
-        if chaos and rng.random() < 1 / 3:
+        roll = rng.random() if chaos else 1.0
+        if roll < 1 / 3:
             e["PRUNESEARCH_KILL_AT"] = rng.choice(KILL_POINTS).format(n=rng.randint(1, max(1, steps)))
+        elif roll < 2 / 3:
+            e["PRUNESEARCH_FAIL_AT"] = f"checkpoint-write:{rng.randint(1, 3)}"
+            nonlocal_counts["oserrors_armed"] += 1
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e,
                                 cwd=str(ROOT), start_new_session=True)
 
@@ -117,10 +129,37 @@ def main(argv: list[str] | None = None) -> dict:
         return sum(1 for t in st.get_trials(deepcopy=False)
                    if t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING))
 
+    from prunesearch.study.journal import damaged_tail, repair_journal
+    from prunesearch.study.storage import journal_path
+
+    jpath = journal_path(storage) if kind == "journal" else None
+    cuts = repairs = 0
+
+    def cut_and_repair() -> None:
+        """Append half an entry (as a crash inside an append leaves it), then repair it as an operator
+        would, waiting until no worker is inside an append."""
+        nonlocal cuts, repairs
+        if jpath is None or os.path.lexists(str(jpath) + ".lock"):
+            return
+        with open(jpath, "ab") as f:
+            f.write(b'{"op_code": 5, "worker_id": "soak-cut", "trial_id": 0, "par')
+        cuts += 1
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if not os.path.lexists(str(jpath) + ".lock"):
+                try:
+                    repair_journal(jpath)
+                    repairs += damaged_tail(jpath) is None
+                    return
+                except Exception:  # noqa: BLE001  a worker took the lock in between: try again
+                    pass
+            time.sleep(0.1)
+
     t0 = time.time()
     procs = [start(True) for _ in range(args.workers)]
     kills = self_kills = 0
     next_kill = t0 + rng.expovariate(1 / args.kill_every)
+    next_cut = t0 + (rng.expovariate(1 / args.cut_every) if args.cut_every > 0 else float("inf"))
     while time.time() - t0 < args.seconds:
         time.sleep(0.2)
         for i, p in enumerate(procs):
@@ -134,6 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
                 victim.wait()
                 kills += 1
             next_kill = time.time() + rng.expovariate(1 / args.kill_every)
+        if time.time() >= next_cut:
+            cut_and_repair()
+            next_cut = time.time() + rng.expovariate(1 / args.cut_every)
         if unfinished() == 0:
             break
     chaos_seconds = time.time() - t0
@@ -170,6 +212,10 @@ def main(argv: list[str] | None = None) -> dict:
         "kills": kills + self_kills,
         "kills_external": kills,
         "kills_at_kill_points": self_kills,
+        "workers_with_injected_oserror": nonlocal_counts["oserrors_armed"],
+        "oserror_requeues": sum(1 for t in trials if "No space left" in str(t.user_attrs.get(FAIL_REASON) or "")),
+        "journal_cuts": cuts,
+        "journal_repairs": repairs,
         "trials_planned": len(planned_slots),
         "trials_completed": len(per_slot),
         "duplicated": sum(n - 1 for n in per_slot.values()),

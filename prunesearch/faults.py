@@ -7,10 +7,14 @@ Points: ``train-step`` (after an optimiser step), ``checkpoint-write`` (checkpoi
 temp file, not yet renamed), ``result-write`` (a trial's results stored, the trial not yet
 COMPLETE), ``trial-complete`` (COMPLETE, its checkpoint not yet removed), ``file-write`` (run.json
 or records.jsonl written to its temp file, not yet renamed).
+
+``PRUNESEARCH_FAIL_AT=POINT[:N]`` instead raises ``OSError(ENOSPC)`` there (a full disk), so the
+soak and the tests see the re-queue path of a real I/O error.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
@@ -18,11 +22,20 @@ _SPEC = os.environ.get("PRUNESEARCH_KILL_AT") or None
 _POINT, _, _N = (_SPEC or "").partition(":")
 _AT = int(_N) if _N.isdigit() else 1
 _seen = 0
+_FAIL = os.environ.get("PRUNESEARCH_FAIL_AT") or None
+_FPOINT, _, _FN = (_FAIL or "").partition(":")
+_FAT = int(_FN) if _FN.isdigit() else 1
+_fseen = 0
 
 
 def kill_point(name: str) -> None:
     """SIGKILL this process here if ``PRUNESEARCH_KILL_AT`` names this point (and count)."""
     global _seen
+    global _fseen
+    if _FAIL is not None and name == _FPOINT:
+        _fseen += 1
+        if _fseen == _FAT:
+            raise OSError(errno.ENOSPC, "No space left on device (injected by PRUNESEARCH_FAIL_AT)", name)
     if _SPEC is None or name != _POINT:
         return
     _seen += 1
