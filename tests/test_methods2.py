@@ -500,3 +500,37 @@ def test_data_methods_go_layer_by_layer_on_the_network_pruned_so_far(method_name
     # ... and step 1 really saw other activations than the unpruned network's
     unpruned_x = capture_inputs(model, data, [c2], n_img, seed)[c2]
     assert not torch.allclose(capture_inputs(net, data, [c2], n_img, seed)[c2], unpruned_x, atol=1e-3)
+
+
+def test_soft_filter_masks_before_training_and_every_conv_on_its_own():
+    """The SFP scripts zero the fresh network once before training, and mask each conv independently
+    (the convs writing one residual stream get their own masks); the sfp recipe is the scripts'."""
+    method = get_method("soft_filter")
+    arch = tiny("resnet14")
+    hook = method.regularizer(arch, ratio=0.5)
+    torch.manual_seed(0)
+    model = build_model(arch)
+    stream = ["conv1", "layer1.0.conv2", "layer1.1.conv2"]  # the convs writing stage 1's stream
+    mods = dict(model.named_modules())
+    norms = {n: mods[n].weight.detach().flatten(1).norm(dim=1) for n in stream}
+    with torch.no_grad():
+        hook.on_epoch_start(model, 0, 0.1)
+    zeroed = {n: set(torch.nonzero(mods[n].weight.detach().flatten(1).norm(dim=1) == 0).flatten().tolist())
+              for n in stream}
+    for n in stream:  # each conv loses its own 8 weakest of 16 filters ...
+        assert zeroed[n] == set(torch.argsort(norms[n])[:8].tolist())
+    assert len({frozenset(z) for z in zeroed.values()}) > 1  # ... not one set for the stream
+    assert hook.masked_at_start and hook.zeroed_epochs == 0
+    w = mods["conv1"].weight.detach().clone()
+    with torch.no_grad():
+        mods["conv1"].weight.add_(1.0)  # a second epoch start (resume) does not mask again
+        hook.on_epoch_start(model, 1, 0.1)
+    assert not (mods["conv1"].weight == 0).any() and torch.allclose(mods["conv1"].weight - 1.0, w, atol=1e-6)
+    result = method.prune(model, arch, ratio=0.5)
+    assert "tied_read_off" in result.info  # the narrow network cannot hold per-conv stream masks
+    mid = [i for i, s in enumerate(get_family("resnet").slots(arch)) if s.name == "stage1.block1.conv1"][0]
+    live = torch.nonzero(model.layer1[0].conv1.weight.detach().flatten(1).norm(dim=1) > 0).flatten().tolist()
+    assert list(result.keep[mid]) == live  # untied slots keep exactly their live filters
+    r = get_recipe("sfp")
+    assert (r.epochs, r.batch_size, r.weight_decay, r.lr, r.lr_gamma) == (200, 128, 5e-4, 0.1, 0.2)
+    assert r.milestone_epochs() == [60, 120, 160] and r.lr_at(199) == pytest.approx(0.1 * 0.2 ** 3)
