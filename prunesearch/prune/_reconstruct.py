@@ -8,7 +8,7 @@ and output channel is ``sum_c X[:, c]`` with ``X[:, c] = <W[o, c], patch_c>`` (c
 bias). ThiNet and regression choose the channels whose removal changes that sum least; the kept
 channels' weights are then refitted on the same samples.
 
-Layer by layer (ThiNet, Luo et al. 2017, Sec. 3.2-3.4; Channel Pruning, He et al. 2017, Sec. 3.3
+Layer by layer (ThiNet, Luo et al. 2017, Sec. 3, the framework; Channel Pruning, He et al. 2017, Sec. 3.2
 "whole model pruning"; REFERENCE §4): the tie groups of slots are visited in network order; for
 group g the consumers' inputs are captured on the network *pruned so far* (groups < g already
 narrowed and their consumers refitted), channels are selected, the consumers refitted, and only then

@@ -1,6 +1,6 @@
 """Regression-based channel pruning (He, Zhang & Sun 2017; REFERENCE §4).
 
-Layer by layer, as in the paper's whole-model pruning (Sec. 3.3): the slots (tie groups) are visited
+Layer by layer, as in the paper's "whole model pruning" (Sec. 3.2): the slots (tie groups) are visited
 in network order; each step's inputs ``X`` are sampled on the network pruned so far (earlier slots
 narrowed, their consumers refitted) and its target ``Y`` is the *original* network's output at the
 same positions, so the accumulated error of earlier layers is corrected instead of compounded

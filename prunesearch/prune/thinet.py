@@ -1,17 +1,19 @@
 """ThiNet (Luo et al. 2017; REFERENCE §4): greedy channel selection by the next layer's reconstruction.
 
-Layer by layer, as in the paper (Sec. 3.2-3.4): the slots (tie groups) are visited in network order
-and every step reads the activations of the network pruned so far (earlier slots already narrowed and
-their consumers rescaled; :func:`prunesearch.prune._reconstruct.sequential_pass`). The paper
-fine-tunes a little after each layer; here the fine-tuned arm trains once at the end, starting from
-the weights this pass rescaled. For every slot, the channels are chosen by what their *consumers* (the next conv or linear) need:
+Layer by layer, as in the paper's framework (Sec. 3): the slots (tie groups) are visited in network
+order and every step reads the activations of the network pruned so far (earlier slots already
+narrowed and their consumers rescaled; :func:`prunesearch.prune._reconstruct.sequential_pass`). The
+paper fine-tunes a little after each layer; here the fine-tuned arm trains once at the end, starting
+from the weights this pass rescaled.
+
+For every slot, the channels are chosen by what their *consumers* (the next conv or linear) need:
 sample positions of the consumer's output on a few training images, compute each input channel's
 contribution ``X[:, c]`` there, and greedily remove, one at a time, the channel whose removal keeps
 ``||sum_{removed} X[:, c]||^2`` (the change of the consumer's output) smallest, until the slot is at
 its target width. The kept channels' consumer weights are then rescaled by least squares (ThiNet's
-"minimise the reconstruction error" step, Sec. 3.3: one factor per kept channel fitted to the
-consumer's full output on the same pruned-so-far input; ``rescale=False`` keeps the sliced weights). Tied slots (residual adds) pool the samples of all their
-consumers and keep one channel set.
+"minimise the reconstruction error" step: one factor per kept channel, fitted to the consumer's full
+output on the same pruned-so-far input; ``rescale=False`` keeps the sliced weights). Tied slots
+(residual adds) pool the samples of all their consumers and keep one channel set.
 
 The target widths are predefined, as in the paper: ``variant=`` (a named variant such as
 ``resnet56-b``) or ``target=`` (an Architecture), ``budget=`` (the uniform widths of the one budget
