@@ -437,3 +437,100 @@ def test_rewind_works_for_channel_and_block_results():
     assert torch.equal(ticket.layer1[0].conv1.weight, init["layer1.0.conv1.weight"][list(k0)][:, list(r.keep[0])])
     r2 = get_method("sss").prune(model, arch, budget=0.8)
     build_model(r2.arch).load_state_dict(rewind(r2, init), strict=True)
+
+
+# ------------------------------------------------------------------------------------------------ layer by layer
+@pytest.mark.parametrize("method_name", ["thinet", "regression"])
+def test_data_methods_go_layer_by_layer_on_the_network_pruned_so_far(method_name):
+    """Step 1 (slot 1's channels, read by conv 2) is computed by hand on the network whose slot 0 is
+    already pruned and whose conv 1 is already refitted: the method must pick exactly those channels,
+    and the fine-tune weights must be the refits of that pass."""
+    from prunesearch.prune._reconstruct import (Step, capture_inputs, channel_scaling, sample_consumer,
+                                                slot_consumers, step_generator)
+    from prunesearch.prune.channels import arch_from_keep, inherit_state_dict
+
+    data = load_dataset("synthetic", num_classes=4, image_size=16, n_train=32, n_test=8)
+    arch = tiny("vgg11", 16)
+    torch.manual_seed(0)
+    model = trained_like(build_model(arch))
+    n_img, n_smp, seed = 8, 256, 3
+    r = get_method(method_name).prune(model, arch, ratio=0.5, data=data, n_images=n_img, n_samples=n_smp, seed=seed)
+    (c1,), (c2,) = slot_consumers(arch)[0], slot_consumers(arch)[1]
+    full = [tuple(range(w)) for w in arch.widths]
+
+    def step(net, name, group, orig_net=None, rows=None):
+        s = sample_consumer(name, dict(net.named_modules())[name], capture_inputs(net, data, [name], n_img, seed)[name],
+                            n_smp, step_generator(seed, group, 0))
+        if orig_net is None:
+            return Step(s)
+        o = sample_consumer(name, dict(orig_net.named_modules())[name],
+                            capture_inputs(orig_net, data, [name], n_img, seed)[name], n_smp, step_generator(seed, group, 0))
+        return Step(s, o.outputs()[:, list(rows)])
+
+    def choose(st, width):
+        x = st.samples.contributions()
+        if method_name == "thinet":
+            gone = set(greedy_removal(x, x.shape[1] - width))
+            kept = [c for c in range(x.shape[1]) if c not in gone]
+        else:
+            kept, _ = lasso_select(x, width, y=st.y())
+        kept_t = torch.tensor(kept)
+        if method_name == "thinet":
+            w = st.samples.weight[:, kept_t] * channel_scaling(st.samples, kept_t)[None, :, None]
+        else:
+            w = ridge_refit(st.samples, kept_t, 1e-3, target=st.target)
+        return tuple(kept), w
+
+    orig = model if method_name == "regression" else None
+    k0, w1 = choose(step(model, c1, 0, orig, full[1]), r.arch.widths[0])
+    assert r.keep[0] == k0
+    keep = [k0] + full[1:]
+    state = inherit_state_dict(model, arch, keep)
+    state[f"{c1}.weight"] = w1.reshape(state[f"{c1}.weight"].shape).float()
+    net = build_model(arch_from_keep(arch, keep))
+    net.load_state_dict(state)
+    net.eval()
+    k1, w2 = choose(step(net, c2, 1, orig, full[2]), r.arch.widths[1])
+    assert r.keep[1] == k1  # chosen on the pruned-so-far network
+    # the fine-tune weights are the refits of that pass (sliced to the later keep sets)
+    want1 = w1.reshape(state[f"{c1}.weight"].shape)[list(r.keep[1])].float()
+    assert torch.allclose(r.state_dict[f"{c1}.weight"], want1, atol=1e-6)
+    want2 = w2.reshape(w2.shape[0], len(k1), 3, 3)[list(r.keep[2])].float()
+    assert torch.allclose(r.state_dict[f"{c2}.weight"], want2, atol=1e-6)
+    # ... and step 1 really saw other activations than the unpruned network's
+    unpruned_x = capture_inputs(model, data, [c2], n_img, seed)[c2]
+    assert not torch.allclose(capture_inputs(net, data, [c2], n_img, seed)[c2], unpruned_x, atol=1e-3)
+
+
+def test_soft_filter_masks_before_training_and_every_conv_on_its_own():
+    """The SFP scripts zero the fresh network once before training, and mask each conv independently
+    (the convs writing one residual stream get their own masks); the sfp recipe is the scripts'."""
+    method = get_method("soft_filter")
+    arch = tiny("resnet14")
+    hook = method.regularizer(arch, ratio=0.5)
+    torch.manual_seed(0)
+    model = build_model(arch)
+    stream = ["conv1", "layer1.0.conv2", "layer1.1.conv2"]  # the convs writing stage 1's stream
+    mods = dict(model.named_modules())
+    norms = {n: mods[n].weight.detach().flatten(1).norm(dim=1) for n in stream}
+    with torch.no_grad():
+        hook.on_epoch_start(model, 0, 0.1)
+    zeroed = {n: set(torch.nonzero(mods[n].weight.detach().flatten(1).norm(dim=1) == 0).flatten().tolist())
+              for n in stream}
+    for n in stream:  # each conv loses its own 8 weakest of 16 filters ...
+        assert zeroed[n] == set(torch.argsort(norms[n])[:8].tolist())
+    assert len({frozenset(z) for z in zeroed.values()}) > 1  # ... not one set for the stream
+    assert hook.masked_at_start and hook.zeroed_epochs == 0
+    w = mods["conv1"].weight.detach().clone()
+    with torch.no_grad():
+        mods["conv1"].weight.add_(1.0)  # a second epoch start (resume) does not mask again
+        hook.on_epoch_start(model, 1, 0.1)
+    assert not (mods["conv1"].weight == 0).any() and torch.allclose(mods["conv1"].weight - 1.0, w, atol=1e-6)
+    result = method.prune(model, arch, ratio=0.5)
+    assert "tied_read_off" in result.info  # the narrow network cannot hold per-conv stream masks
+    mid = [i for i, s in enumerate(get_family("resnet").slots(arch)) if s.name == "stage1.block1.conv1"][0]
+    live = torch.nonzero(model.layer1[0].conv1.weight.detach().flatten(1).norm(dim=1) > 0).flatten().tolist()
+    assert list(result.keep[mid]) == live  # untied slots keep exactly their live filters
+    r = get_recipe("sfp")
+    assert (r.epochs, r.batch_size, r.weight_decay, r.lr, r.lr_gamma) == (200, 128, 5e-4, 0.1, 0.2)
+    assert r.milestone_epochs() == [60, 120, 160] and r.lr_at(199) == pytest.approx(0.1 * 0.2 ** 3)

@@ -178,6 +178,73 @@ def test_pruned_model_equals_the_masked_base_model(name: str, size: int):
         assert not torch.allclose(full, want, atol=1e-3)  # the pruning did change the function
 
 
+def masked_full_network(model: nn.Module, arch, result) -> nn.Module:
+    """The base model with every pruned channel zeroed: each slot's BN output is multiplied by the
+    slot's channel mask (conv-BN-ReLU and BN-ReLU-conv then see exact zeros), and for ResNet also
+    the residual stream after every block (the stream is the block outputs' slot)."""
+    masked = copy.deepcopy(model)
+    masks = result.channel_masks()
+    mods = dict(masked.named_modules())
+    plan = module_plan(arch)
+
+    def mul(m):
+        return lambda mod, inp, out: out * m.view(1, -1, 1, 1).to(out.dtype)
+
+    for name, m in zip(plan.bn, masks):
+        mods[name].register_forward_hook(mul(m))
+    if arch.family == "resnet":
+        for name, (kind, out_slot, _) in plan.slicing.items():
+            if kind == "bn" and name.endswith(".bn2"):
+                mods[name.rsplit(".", 1)[0]].register_forward_hook(mul(masks[out_slot]))
+    return masked.eval()
+
+
+@pytest.mark.parametrize("name,size", [("vgg11", 16), ("resnet14", 8), ("preresnet11", 8), ("densenet7", 8)])
+def test_inherited_model_equals_the_masked_full_network_for_every_family(name: str, size: int):
+    """Fine-tuning starts from exactly the pruned function (issue 15): ``build_pruned(init="inherit")``
+    computes what the full network computes with the pruned channels zeroed, for every family,
+    including ResNet with pruned stage outputs (the option-A shortcut routes kept channels to their
+    kept positions instead of padding by position)."""
+    arch, model = make(name, size)
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(2))
+    slots = get_family(arch.family).slots(arch)
+    for method, kw in (("slimming", {"ratio": 0.5}), ("l1norm", {"budget": 0.5})):
+        if name.startswith("densenet") and method == "l1norm":
+            continue
+        m = get_method(method)
+        result = m.prune(model, arch, **kw)
+        if arch.family == "resnet" and method == "slimming":
+            streams = {}
+            for s, k in zip(slots, result.keep):
+                if s.tie is not None:
+                    streams.setdefault(s.tie, k)
+            k1, k2, _ = streams.values()
+            w1 = slots[0].base_width
+            assert k1 != tuple(c for c in k2 if c < w1)  # positional padding would be wrong here
+        pruned = m.build_pruned(result, init="inherit").eval()
+        with torch.no_grad():
+            want, got, full = masked_full_network(model, arch, result)(x), pruned(x), model.eval()(x)
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4), (method, (got - want).abs().max())
+        assert not torch.allclose(full, want, atol=1e-3)  # the pruning did change the function
+    # keeping everything inherits the same function (a fresh model's route is the positional padding)
+    from prunesearch.prune.channels import result_from_keep
+
+    same = result_from_keep("slimming", model, arch, [tuple(range(s.base_width)) for s in slots])
+    with torch.no_grad():
+        assert torch.allclose(get_method("slimming").build_pruned(same).eval()(x), model(x), atol=1e-6)
+
+
+def test_resnet_loads_a_checkpoint_without_the_shortcut_route():
+    arch, model = make("resnet14", 8)
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(".route")}
+    assert len(state) < len(model.state_dict())
+    fresh = build_model(arch)
+    fresh.load_state_dict(state, strict=True)  # older checkpoints: positional padding
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x), model.eval()(x))
+
+
 def test_slimming_regulariser_adds_s_sign_gamma():
     arch = resolve_model("vgg11", num_classes=C, input_size=16, head="l1")
     hook = get_method("slimming").regularizer(arch)

@@ -104,13 +104,15 @@ def test_every_paper_run_has_a_spec():
     names = {Path(p).stem for p in PAPER_SPECS}
     assert {"l1norm-vgg16-a", "l1norm-resnet56-a", "l1norm-resnet56-b", "l1norm-resnet110-a",
             "l1norm-resnet110-b", "slimming-vgg19", "slimming-preresnet164", "slimming-densenet40",
-            "magnitude-vgg19", "magnitude-preresnet110", "lottery-vgg16", "lottery-resnet56"} <= names
+            "magnitude-vgg19", "magnitude-preresnet110", "lottery-vgg16", "lottery-resnet56",
+            "soft_filter-resnet56", "thinet-vgg16", "regression-vgg16", "sss-resnet56"} <= names
 
 
 @pytest.mark.parametrize("path", SPEC_PARAMS)
 def test_paper_spec_smoke_variant_runs(path, tmp_path):
     full = load_spec(path, kind="rethink")  # the full protocol validates too (names, recipe, methods)
-    assert full.dataset == "cifar10" and full.recipe == "paper" and len(full.seeds) == 5
+    want_recipe = "sfp" if full.method == "soft_filter" else "paper"  # SFP's own schedule (REFERENCE §4)
+    assert full.dataset == "cifar10" and full.recipe == want_recipe and len(full.seeds) == 5
     spec = load_spec(path, smoke=True, kind="rethink")
     assert spec.name.endswith("-smoke")
     run = run_rethink(spec, tmp_path, device="cpu", threads=1)

@@ -117,21 +117,40 @@ class VGGNet(nn.Module):
 
 # ------------------------------------------------------------------------------------------------
 class BasicBlock(nn.Module):
+    """CIFAR ResNet basic block with the option-A (parameter-free) shortcut.
+
+    A stride-2 block (the first of stages 2 and 3) carries a ``route`` buffer: for each output
+    channel the input channel its shortcut copies, ``cin`` meaning zero. Built fresh it is the
+    positional zero padding of the reference code (``route[i] = i`` for ``i < cin``); a pruned model
+    that inherits weights gets the route of its kept channels (``prunesearch.prune.channels``), so it
+    computes exactly what the masked full network computes when the stage outputs are pruned. Loading
+    a state dict without ``route`` (older checkpoints) keeps the positional route."""
+
     def __init__(self, cin: int, mid: int, cout: int, stride: int) -> None:
         super().__init__()
         self.conv1, self.bn1 = _conv_bn(cin, mid, 3, stride)
         self.conv2, self.bn2 = _conv_bn(mid, cout, 3, 1)
         self.stride, self.cin, self.cout = stride, cin, cout
+        if stride != 1:
+            self.register_buffer("route", torch.clamp(torch.arange(cout), max=cin))
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         # Option A: parameter-free. Subsample, then zero-pad (or drop) channels.
         if self.stride != 1:
             x = x[:, :, :: self.stride, :: self.stride]
+            return F.pad(x, (0, 0, 0, 0, 0, 1)).index_select(1, self.route)
         if self.cout > self.cin:
             x = F.pad(x, (0, 0, 0, 0, 0, self.cout - self.cin))
         elif self.cout < self.cin:
             x = x[:, : self.cout]
         return x
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if prefix + "route" in missing_keys:  # a checkpoint from before the route: positional padding
+            missing_keys.remove(prefix + "route")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

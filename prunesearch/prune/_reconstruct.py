@@ -1,17 +1,27 @@
 """Shared by the data-driven methods (ThiNet, regression): targets, sampled activations of each
 slot's *consumers* (the convs/linears that read the slot's channels), per-channel contributions to
-their outputs, and least-squares reconstruction of the consumers' weights.
+their outputs, least-squares reconstruction of the consumers' weights, and the layer-by-layer pass
+(:func:`sequential_pass`) both methods run.
 
 For a consumer with weight ``W`` (O, C, k, k) reading input ``x``, the output at a sampled position
 and output channel is ``sum_c X[:, c]`` with ``X[:, c] = <W[o, c], patch_c>`` (convs here have no
 bias). ThiNet and regression choose the channels whose removal changes that sum least; the kept
-channels' weights are then refitted on the same samples. Everything is computed on the unpruned
-model's activations (one forward pass over a few training images, in eval mode), which keeps the
-sample sizes small and the result independent of the order in which layers are visited.
+channels' weights are then refitted on the same samples.
+
+Layer by layer (ThiNet, Luo et al. 2017, Sec. 3, the framework; Channel Pruning, He et al. 2017, Sec. 3.2
+"whole model pruning"; REFERENCE §4): the tie groups of slots are visited in network order; for
+group g the consumers' inputs are captured on the network *pruned so far* (groups < g already
+narrowed and their consumers refitted), channels are selected, the consumers refitted, and only then
+is group g+1 visited. Deliberate differences from the papers: no fine-tuning epoch between layers
+(ThiNet fine-tunes one or two epochs per layer; here the fine-tuned arm trains once at the end, the
+same for every method), and every layer is visited in one pass over the same ``n_images`` images
+(eval mode, BN running statistics), which keeps the pass cheap and deterministic.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +32,7 @@ from torch import nn
 from ..arch import Architecture, get_family, resolve_model, scale_to_budget
 from ..arch.io import NAMED_VARIANTS
 from ..errors import ConfigError
-from .channels import module_plan, tie_groups
+from .channels import arch_from_keep, inherit_state_dict, module_plan, tie_groups
 
 
 def target_widths(method: str, base: Architecture, *, budget: float | None, ratio: float | None,
@@ -141,22 +151,6 @@ def sample_consumer(name: str, module: nn.Module, x: torch.Tensor, n_samples: in
     return Samples(name, patches, out_index, weight)
 
 
-def group_samples(model: nn.Module, base: Architecture, data: Any, *, n_images: int, n_samples: int,
-                  seed: int) -> tuple[list[list[int]], list[list[Samples]]]:
-    """Tie groups of the base and, per group, samples of every consumer of its channels."""
-    slots = get_family(base.family).slots(base)
-    groups = tie_groups(slots)
-    consumers = slot_consumers(base)
-    names = sorted({c for cs in consumers for c in cs})
-    inputs = capture_inputs(model, data, names, n_images, seed)
-    mods = dict(model.named_modules())
-    g = torch.Generator().manual_seed(seed + 1)
-    out = []
-    for members in groups:
-        out.append([sample_consumer(c, mods[c], inputs[c], n_samples, g) for i in members for c in consumers[i]])
-    return groups, out
-
-
 def channel_scaling(samples: Samples, kept: torch.Tensor) -> torch.Tensor:
     """ThiNet's refit: one least-squares factor per kept channel so that the kept contributions best
     reproduce the full output (``gamma = argmin ||y - X_kept gamma||``); all ones if that does not
@@ -171,13 +165,15 @@ def channel_scaling(samples: Samples, kept: torch.Tensor) -> torch.Tensor:
     return gamma
 
 
-def ridge_refit(samples: Samples, kept: torch.Tensor, strength: float = 1e-3) -> torch.Tensor:
+def ridge_refit(samples: Samples, kept: torch.Tensor, strength: float = 1e-3,
+                target: torch.Tensor | None = None) -> torch.Tensor:
     """Regression's refit: the consumer's weights over the kept input channels, by least squares on
-    the sampled outputs, pulled towards the original weights (ridge, relative ``strength``) so that
-    small samples stay well posed. Returns (O, k, kk)."""
+    the sampled outputs (``target`` (P, O) when given, e.g. the original network's outputs at the same
+    positions; else the consumer's own full output), pulled towards the current weights (ridge,
+    relative ``strength``) so that small samples stay well posed. Returns (O, k, kk)."""
     kk = samples.weight.shape[-1]
     p = samples.patches[:, kept].flatten(1)  # (P, k*kk)
-    y = samples.outputs()  # (P, O)
+    y = samples.outputs() if target is None else target  # (P, O)
     w0 = samples.weight[:, kept].flatten(1)  # (O, k*kk)
     a = p.T @ p
     lam = strength * float(torch.trace(a)) / a.shape[0] + 1e-12
@@ -189,14 +185,114 @@ def ridge_refit(samples: Samples, kept: torch.Tensor, strength: float = 1e-3) ->
     return w.reshape(w.shape[0], len(kept), kk)
 
 
-def write_consumer(state: dict[str, torch.Tensor], base: Architecture, keep: list[tuple[int, ...]], name: str,
-                   new_weight: torch.Tensor) -> None:
-    """Put a refitted consumer weight (all O outputs x kept inputs) into the inherited state dict,
-    sliced to the consumer's own kept outputs."""
-    kind, out_slot, _ = module_plan(base).slicing[name]
-    key = f"{name}.weight"
-    old = state[key]
-    w = new_weight
-    if out_slot is not None:
-        w = w[list(keep[out_slot])]
-    state[key] = w.reshape(old.shape).to(dtype=old.dtype, device=old.device)
+# ------------------------------------------------------------------------------------------------
+# The layer-by-layer pass
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    """One consumer's samples at one step of the sequential pass: ``samples`` on the network pruned
+    so far, and (if requested) ``target`` (P, O) the *original* network's output of that consumer at
+    the same sampled positions, restricted to the consumer's current output channels."""
+
+    samples: Samples
+    target: torch.Tensor | None = None
+
+    def y(self) -> torch.Tensor:
+        """(P,) the value to reproduce at each sample's output channel: the original network's output
+        when a target was captured, else the consumer's own full output on the current input."""
+        if self.target is None:
+            return self.samples.contributions().sum(1)
+        return self.target[torch.arange(self.target.shape[0]), self.samples.out_index]
+
+
+def step_generator(seed: int, group: int, consumer: int) -> torch.Generator:
+    """The sampling generator of one consumer at one step (deterministic, independent of the others)."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + 1009 * int(group) + int(consumer) + 1)
+
+
+def partial_model(work: nn.Module, base: Architecture, keep: list[tuple[int, ...]]) -> nn.Module:
+    """``build_model(arch_from_keep(base, keep))`` with ``work``'s weights sliced to ``keep``: the
+    network pruned so far (exactly the model the fine-tuned arm would get for these keep sets)."""
+    from ..models import build_model
+
+    device = next(work.parameters()).device
+    model = build_model(arch_from_keep(base, keep)).to(device)
+    model.load_state_dict(inherit_state_dict(work, base, keep), strict=True)
+    return model.eval()
+
+
+def sequential_pass(
+    model: nn.Module,
+    base: Architecture,
+    data: Any,
+    widths: tuple[int, ...],
+    *,
+    select: Callable[[int, list[Step], int], list[int]],
+    refit: Callable[[Step, torch.Tensor], torch.Tensor | None],
+    n_images: int,
+    n_samples: int,
+    seed: int,
+    original_target: bool = False,
+) -> tuple[list[tuple[int, ...]], nn.Module]:
+    """Prune ``model`` (built from ``base``, not modified) to ``widths`` layer by layer.
+
+    For every tie group in network order whose target width is below its base width: build the
+    network pruned so far (:func:`partial_model`), capture its consumers' inputs on ``n_images``
+    training images, sample ``n_samples`` outputs per consumer (:func:`step_generator`), call
+    ``select(group_index, steps, width)`` for the kept channels (base numbering), and
+    ``refit(step, kept)`` for each consumer's new weight over the kept inputs ((O, k, kk), its current
+    output channels; ``None`` keeps the sliced weight). ``original_target=True`` also samples the
+    original network at the same positions (He et al.'s reconstruction target, ``Step.target``).
+
+    Returns the keep sets (one per slot) and a full-width copy of the model whose consumer weights
+    hold the refits at the kept positions: ``result_from_keep(method, work, base, keep)`` then
+    inherits the refitted weights (the fine-tuned arm starts from them)."""
+    fam = get_family(base.family)
+    slots = fam.slots(base)
+    groups = tie_groups(slots)
+    consumers = slot_consumers(base)
+    plan = module_plan(base).slicing
+    work = copy.deepcopy(model).eval()
+    keep: list[tuple[int, ...]] = [tuple(range(s.base_width)) for s in slots]
+    originals: dict[str, torch.Tensor] = {}
+    if original_target:
+        names = sorted({c for cs in consumers for c in cs})
+        originals = capture_inputs(model, data, names, n_images, seed)
+    orig_mods = dict(model.named_modules())
+    for gi, members in enumerate(groups):
+        base_w, w = slots[members[0]].base_width, int(widths[members[0]])
+        names = [c for i in members for c in consumers[i]]
+        if w >= base_w or not names:
+            continue
+        current = partial_model(work, base, keep)
+        inputs = capture_inputs(current, data, names, n_images, seed)
+        mods = dict(current.named_modules())
+        steps = []
+        for j, c in enumerate(names):
+            s = sample_consumer(c, mods[c], inputs[c], n_samples, step_generator(seed, gi, j))
+            target = None
+            if original_target:
+                o = sample_consumer(c, orig_mods[c], originals[c], n_samples, step_generator(seed, gi, j))
+                out_slot = plan[c][1]
+                rows = list(keep[out_slot]) if out_slot is not None else list(range(o.weight.shape[0]))
+                target = o.outputs()[:, rows]
+            steps.append(Step(s, target))
+        kept = tuple(sorted(int(k) for k in select(gi, steps, w)))
+        kept_t = torch.tensor(kept, dtype=torch.long)
+        for c, st in zip(names, steps):
+            new = refit(st, kept_t)
+            if new is None:
+                continue
+            out_slot = plan[c][1]
+            weight = orig_mods[c].weight  # shape reference only
+            with torch.no_grad():
+                wmod = dict(work.named_modules())[c].weight
+                full = wmod.detach().clone()
+                rows = torch.tensor(keep[out_slot] if out_slot is not None else range(full.shape[0]), dtype=torch.long)
+                block = full[rows]
+                block[:, kept_t] = new.reshape(len(rows), len(kept), *weight.shape[2:]).to(full)
+                full[rows] = block
+                wmod.copy_(full)
+        for i in members:
+            keep[i] = kept
+    return keep, work

@@ -42,7 +42,8 @@ class ModulePlan:
 
     ``bn[i]``: the BatchNorm2d over slot i's channels (every slot has one in all four families).
     ``filters[i]``: the conv whose output channels are slot i (``None`` for selection slots).
-    ``slicing[module]``: ``(kind, out_slot, in_slot)`` with kind ``conv``/``bn``/``linear``/``select``;
+    ``slicing[module]``: ``(kind, out_slot, in_slot)`` with kind ``conv``/``bn``/``linear``/``select``/
+    ``route`` (a ResNet stride-2 block's option-A shortcut map from in_slot's to out_slot's channels);
     ``out_slot`` slices dim 0 (for ``select``: the slot whose kept indices the buffer records),
     ``in_slot`` slices dim 1; ``None`` keeps the dimension whole.
     """
@@ -87,6 +88,8 @@ def module_plan(arch: Architecture) -> ModulePlan:
                 sl[f"{p}.conv2"], sl[f"{p}.bn2"] = ("conv", c2, c1), ("bn", c2, None)
                 bn[c1], filters[c1] = f"{p}.bn1", f"{p}.conv1"
                 bn[c2], filters[c2] = f"{p}.bn2", f"{p}.conv2"
+                if s > 0 and b == 0:  # stride 2: the option-A shortcut's route buffer
+                    sl[p] = ("route", c2, prev)
                 prev, slot = c2, slot + 2
         sl["fc"] = ("linear", None, prev)
     elif arch.family == "preresnet":
@@ -377,11 +380,13 @@ def inherit_state_dict(model: nn.Module, base: Architecture, keep: Sequence[Sequ
     buffers (PreResNet/DenseNet ``ChannelSelect.indices``) record the kept indices, since those convs
     read a selected subset of channels that are themselves never pruned.
 
-    Exactness: for VGG, PreResNet and DenseNet the pruned model computes exactly what the base model
-    computes with the pruned channels' BN gamma and beta set to zero (a test checks it). CIFAR
-    ResNet's identity shortcuts stay exact inside a stage (one keep set per stage), but the option-A
-    shortcut between stages pads channels *by position*, so after pruning the stage outputs the
-    inherited model is an approximation there: a starting point for fine-tuning, as in the paper.
+    Exactness: the pruned model computes exactly what the base model computes with every pruned
+    channel zeroed (each slot's BN output masked; for ResNet also the residual stream after every
+    block), for all four families (tests/test_prune_methods.py checks it). CIFAR ResNet's identity
+    shortcuts are exact inside a stage (one keep set per stage); between stages the option-A shortcut
+    of the pruned model gets a ``route`` (see ``prunesearch.models.BasicBlock``) that sends each kept
+    input channel to the position of the same base channel among the kept outputs, and drops it
+    (zero) when that output channel is pruned, so stage outputs can be pruned independently.
     """
     plan = module_plan(base).slicing
     idx = [torch.tensor(list(k), dtype=torch.long) for k in keep]
@@ -394,6 +399,9 @@ def inherit_state_dict(model: nn.Module, base: Architecture, keep: Sequence[Sequ
             out[key] = t.clone()
             continue
         kind, o, i = spec
+        if kind == "route":
+            out[key] = _route(t, idx[o], idx[i]).to(t.device)  # type: ignore[index]
+            continue
         if kind == "select":
             out[key] = idx[o].clone().to(t.device)  # type: ignore[index]
             continue
@@ -403,6 +411,15 @@ def inherit_state_dict(model: nn.Module, base: Architecture, keep: Sequence[Sequ
             t = t.index_select(1, idx[i].to(t.device))
         out[key] = t.clone()
     return out
+
+
+def _route(route: torch.Tensor, keep_out: torch.Tensor, keep_in: torch.Tensor) -> torch.Tensor:
+    """The pruned option-A route: output position j (base channel ``keep_out[j]``) copies the pruned
+    input position of the base input channel ``route[keep_out[j]]`` if that channel is kept, else
+    zero (index ``len(keep_in)``). ``route`` is in base numbering (base input width = zero)."""
+    pos = {int(c): p for p, c in enumerate(keep_in.tolist())}
+    src = route.detach().cpu()[keep_out.cpu()].tolist()
+    return torch.tensor([pos.get(int(c), len(pos)) for c in src], dtype=route.dtype)
 
 
 def result_from_keep(

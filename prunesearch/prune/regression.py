@@ -1,14 +1,21 @@
 """Regression-based channel pruning (He, Zhang & Sun 2017; REFERENCE §4).
 
-Two steps per slot, on sampled outputs of the slot's consumers (the next conv/linear):
+Layer by layer, as in the paper's "whole model pruning" (Sec. 3.2): the slots (tie groups) are visited
+in network order; each step's inputs ``X`` are sampled on the network pruned so far (earlier slots
+narrowed, their consumers refitted) and its target ``Y`` is the *original* network's output at the
+same positions, so the accumulated error of earlier layers is corrected instead of compounded
+(:func:`prunesearch.prune._reconstruct.sequential_pass`). The fine-tuned arm starts from the refitted
+weights. Two steps per slot, on sampled outputs of the slot's consumers (the next conv/linear):
 
 1. **LASSO channel selection**: ``beta = argmin 1/(2M) ||y - X beta||^2 + alpha ||beta||_1`` where
-   ``X[:, c]`` is input channel c's contribution to a sampled output and ``y = sum_c X[:, c]``;
+   ``X[:, c]`` is input channel c's contribution to a sampled output and ``y`` the original
+   network's output there;
    ``alpha`` is bisected (log scale) until at most the target number of channels has a non-zero
    ``beta``; the kept channels are the target number with the largest ``|beta|``.
 2. **Least-squares reconstruction**: the consumer's weights over the kept channels are refitted to
-   reproduce its full sampled output (ridge-regularised towards the original weights, so that small
-   sample sizes stay well posed).
+   reproduce the original network's sampled output (ridge-regularised towards the current weights, so
+   that small sample sizes stay well posed; the paper solves plain least squares on 5000 images x 10
+   positions).
 
 Targets are predefined (as in the paper): ``variant=``/``target=``, ``budget=`` (uniform widths of the
 one budget solver) or ``ratio=`` (fraction pruned per slot). Tied slots pool their consumers'
@@ -27,19 +34,21 @@ from torch import nn
 
 from ..arch import Architecture, Budget, get_family
 from ..errors import ConfigError
-from ._reconstruct import group_samples, ridge_refit, target_widths, write_consumer
+from ._reconstruct import Step, ridge_refit, sequential_pass, target_widths
 from .base import PruneResult, PruningMethod, check_model, check_request, register
-from .channels import result_from_keep
+from .channels import result_from_keep, tie_groups
 
 
-def lasso_select(x: torch.Tensor, k: int, iterations: int = 24) -> tuple[list[int], float]:
+def lasso_select(x: torch.Tensor, k: int, iterations: int = 24,
+                 y: torch.Tensor | None = None) -> tuple[list[int], float]:
     """The ``k`` channels (columns of ``x``) LASSO keeps: bisect ``alpha`` so that at most ``k``
     coefficients are non-zero (the smallest such alpha), then take the ``k`` largest ``|beta|``
-    (ties and zeros broken by the column's norm). Returns (sorted kept indices, alpha)."""
+    (ties and zeros broken by the column's norm). ``y``: the output to reproduce (default: the sum
+    of the columns). Returns (sorted kept indices, alpha)."""
     from sklearn.linear_model import Lasso
 
     X = x.numpy()
-    y = X.sum(1)
+    y = X.sum(1) if y is None else y.double().numpy()
     scale = float(np.abs(X).max()) or 1.0
     X, y = X / scale, y / scale  # conditioning only; the selection is scale-free
     m = X.shape[0]
@@ -89,29 +98,25 @@ class RegressionPruning(PruningMethod):
         check_model(model, arch)
         widths, info = target_widths(self.name, arch, budget=budget, ratio=ratio, variant=variant, target=target)
         slots = get_family(arch.family).slots(arch)
-        groups, samples = group_samples(model, arch, data, n_images=n_images, n_samples=n_samples, seed=seed)
-        keep: list[tuple[int, ...]] = [()] * len(slots)
+        groups = tie_groups(slots)
         alphas: dict[str, float] = {}
-        for members, group in zip(groups, samples):
-            base_w, w = slots[members[0]].base_width, widths[members[0]]
-            if w >= base_w or not group:
-                idx = tuple(range(base_w))
-            else:
-                x = torch.cat([s.contributions() for s in group])
-                kept, alpha = lasso_select(x, w)
-                idx = tuple(kept)
-                alphas[slots[members[0]].name] = alpha
-            for i in members:
-                keep[i] = idx
+
+        def select(group: int, steps: list[Step], width: int) -> list[int]:
+            x = torch.cat([st.samples.contributions() for st in steps])
+            y = torch.cat([st.y() for st in steps])
+            kept, alpha = lasso_select(x, width, y=y)
+            alphas[slots[groups[group][0]].name] = alpha
+            return kept
+
+        def refit(step: Step, kept: torch.Tensor) -> torch.Tensor:
+            return ridge_refit(step.samples, kept, ridge, target=step.target)
+
+        keep, work = sequential_pass(model, arch, data, widths, select=select, refit=refit, n_images=n_images,
+                                     n_samples=n_samples, seed=seed, original_target=True)
         info.update(criterion="LASSO on the next layer's input channels + least-squares reconstruction",
-                    n_images=n_images, n_samples=n_samples, lasso_alpha=alphas)
-        result = result_from_keep(self, model, arch, keep, ratio=ratio, info=info)
-        for members, group in zip(groups, samples):
-            kept_t = torch.tensor(keep[members[0]], dtype=torch.long)
-            if len(kept_t) == slots[members[0]].base_width:
-                continue
-            for s in group:
-                write_consumer(result.state_dict, arch, keep, s.name, ridge_refit(s, kept_t, ridge))
+                    n_images=n_images, n_samples=n_samples, lasso_alpha=alphas,
+                    procedure="layer by layer: inputs from the network pruned so far, targets from the original")
+        result = result_from_keep(self, work, arch, keep, ratio=ratio, info=info)
         if budget is not None:
             b = Budget.of(budget)
             target_p = b.resolve(arch)

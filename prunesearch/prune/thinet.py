@@ -1,12 +1,19 @@
 """ThiNet (Luo et al. 2017; REFERENCE §4): greedy channel selection by the next layer's reconstruction.
 
+Layer by layer, as in the paper's framework (Sec. 3): the slots (tie groups) are visited in network
+order and every step reads the activations of the network pruned so far (earlier slots already
+narrowed and their consumers rescaled; :func:`prunesearch.prune._reconstruct.sequential_pass`). The
+paper fine-tunes a little after each layer; here the fine-tuned arm trains once at the end, starting
+from the weights this pass rescaled.
+
 For every slot, the channels are chosen by what their *consumers* (the next conv or linear) need:
 sample positions of the consumer's output on a few training images, compute each input channel's
 contribution ``X[:, c]`` there, and greedily remove, one at a time, the channel whose removal keeps
 ``||sum_{removed} X[:, c]||^2`` (the change of the consumer's output) smallest, until the slot is at
 its target width. The kept channels' consumer weights are then rescaled by least squares (ThiNet's
-"minimise the reconstruction error" step). Tied slots (residual adds) pool the samples of all their
-consumers and keep one channel set.
+"minimise the reconstruction error" step: one factor per kept channel, fitted to the consumer's full
+output on the same pruned-so-far input; ``rescale=False`` keeps the sliced weights). Tied slots
+(residual adds) pool the samples of all their consumers and keep one channel set.
 
 The target widths are predefined, as in the paper: ``variant=`` (a named variant such as
 ``resnet56-b``) or ``target=`` (an Architecture), ``budget=`` (the uniform widths of the one budget
@@ -22,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..arch import Architecture, Budget, get_family
+from ..arch import Architecture, Budget
 from ..errors import ConfigError
-from ._reconstruct import channel_scaling, group_samples, target_widths, write_consumer
+from ._reconstruct import Step, channel_scaling, sequential_pass, target_widths
 from .base import PruneResult, PruningMethod, check_model, check_request, register
 from .channels import result_from_keep
 
@@ -66,29 +73,23 @@ class ThiNet(PruningMethod):
         check_request(self, arch, budget, ratio, allow_neither=variant is not None or target is not None, data=data)
         check_model(model, arch)
         widths, info = target_widths(self.name, arch, budget=budget, ratio=ratio, variant=variant, target=target)
-        slots = get_family(arch.family).slots(arch)
-        groups, samples = group_samples(model, arch, data, n_images=n_images, n_samples=n_samples, seed=seed)
-        keep: list[tuple[int, ...]] = [()] * len(slots)
-        for members, group in zip(groups, samples):
-            base_w, w = slots[members[0]].base_width, widths[members[0]]
-            if w >= base_w or not group:
-                idx = tuple(range(base_w))
-            else:
-                x = torch.cat([s.contributions() for s in group])
-                gone = set(greedy_removal(x, base_w - w))
-                idx = tuple(c for c in range(base_w) if c not in gone)
-            for i in members:
-                keep[i] = idx
-        info.update(criterion="greedy reconstruction of the next layer's output", n_images=n_images, n_samples=n_samples)
-        result = result_from_keep(self, model, arch, keep, ratio=ratio, info=info)
-        if rescale:
-            for members, group in zip(groups, samples):
-                kept = torch.tensor(keep[members[0]], dtype=torch.long)
-                if len(kept) == slots[members[0]].base_width:
-                    continue
-                for s in group:
-                    gamma = channel_scaling(s, kept)
-                    write_consumer(result.state_dict, arch, keep, s.name, s.weight[:, kept] * gamma[None, :, None])
+
+        def select(group: int, steps: list[Step], width: int) -> list[int]:
+            x = torch.cat([st.samples.contributions() for st in steps])
+            gone = set(greedy_removal(x, x.shape[1] - width))
+            return [c for c in range(x.shape[1]) if c not in gone]
+
+        def refit(step: Step, kept: torch.Tensor) -> torch.Tensor | None:
+            if not rescale:
+                return None
+            s = step.samples
+            return s.weight[:, kept] * channel_scaling(s, kept)[None, :, None]
+
+        keep, work = sequential_pass(model, arch, data, widths, select=select, refit=refit,
+                                     n_images=n_images, n_samples=n_samples, seed=seed)
+        info.update(criterion="greedy reconstruction of the next layer's output", n_images=n_images,
+                    n_samples=n_samples, procedure="layer by layer on the network pruned so far")
+        result = result_from_keep(self, work, arch, keep, ratio=ratio, info=info)
         if budget is not None:
             b = Budget.of(budget)
             target_p = b.resolve(arch)

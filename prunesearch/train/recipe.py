@@ -138,6 +138,12 @@ BUILTIN: dict[str, dict[str, Any]] = {
         base="paper", epochs=40, lr=0.001, schedule="constant", mode="finetune",
         description="Reference fine-tuning: inherited weights, lr 0.001 constant, 40 epochs",
     ),
+    "sfp": dict(
+        base="paper", epochs=200, batch_size=128, lr=0.1, weight_decay=5e-4, lr_milestones=(0.3, 0.6, 0.8),
+        lr_gamma=0.2,
+        description="Soft filter pruning's CIFAR scripts: 200 epochs, batch 128, wd 5e-4, lr 0.1 x0.2 at epochs "
+                    "60/120/160 (the scripts' first epoch at lr 0.01 is not modelled: schedules have no warm-up)",
+    ),
     "imagenet": dict(
         base="paper", epochs=90, batch_size=256, lr_milestones=(1 / 3, 2 / 3),
         description="Reference ImageNet schedule: 90 epochs, batch 256, lr 0.1 x0.1 every 30 epochs",
