@@ -44,6 +44,14 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def quiet_optuna() -> None:
+    """Optuna's per-study INFO lines would interleave with the CLI's progress. Only commands that run
+    studies call this (importing prunesearch changes no logging state)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def make_out_dir(path: Any, option: str = "--out") -> Any:
     """Create an output/run folder private to the user (0o700) and check it is writable before any
     work starts."""

@@ -98,6 +98,9 @@ def parse_sparsity(text: str | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import quiet_optuna
+
+    quiet_optuna()
     import json
 
     from ..pipelines import DiscoverConfig, run_discover

@@ -123,6 +123,9 @@ def _spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import quiet_optuna
+
+    quiet_optuna()
     from ..pipelines import run_rethink
     from ._common import Display, check_positive, print_json
     from ._render import table_rich

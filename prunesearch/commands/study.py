@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import quiet_optuna
+
+    quiet_optuna()
     from ..pipelines import run_study_pipeline
     from ..resolve import resolve_base
     from ..study import load_spec, plan_trials

@@ -57,6 +57,9 @@ def _short(widths: list[int], n: int = 16) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import quiet_optuna
+
+    quiet_optuna()
     from ..pipelines import TransferConfig, plan_transfer, run_transfer
 
     check_positive(args, "epochs", "workers", "threads")

@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import quiet_optuna
+
+    quiet_optuna()
     from ..errors import ConfigError
     from ..study import Worker
 

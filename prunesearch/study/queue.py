@@ -305,7 +305,7 @@ class Worker:
             get_dataset(self.plan_dataset[0], self.data_dir, self.plan_dataset[1], float(self.plan_dataset[2]))
         summary = WorkerSummary()
         done = 0
-        with self._latch_ctrl_c():
+        with self._latch_ctrl_c(), self._storage_errors():
             while max_trials is None or done < max_trials:
                 fail_stale_trials(self.study)
                 trial_id, blocked = self._pop(summary)
@@ -321,6 +321,28 @@ class Worker:
                 done += 1
         self._remove_finished_checkpoints()
         return summary
+
+    @contextlib.contextmanager
+    def _storage_errors(self):
+        """The storage going away mid-study (a stopped database, a dropped connection) is one line
+        naming the storage (never its password) and what to do, not a driver traceback. The trial
+        being trained is not lost: its heartbeat stops, so the next worker re-runs it from its
+        checkpoint once the storage is back."""
+        try:
+            yield
+        except PrunesearchError:
+            raise
+        except Exception as e:  # noqa: BLE001  (sqlalchemy / psycopg / optuna storage errors)
+            mod = type(e).__module__ or ""
+            if not (mod.startswith(("sqlalchemy", "psycopg")) or isinstance(e, optuna.exceptions.StorageInternalError)):
+                raise
+            cause = e.__cause__ or e.__context__ or e  # optuna wraps the driver's error: show the driver's
+            cause = getattr(cause, "orig", None) or cause
+            reason = scrub(" ".join(str(cause).split()), self.storage_text)
+            reason = reason.split("(Background on this error")[0].strip()[:200]
+            raise StorageError(f"lost the storage {describe_storage(self.storage_text)} mid-study ({type(cause).__name__}: "
+                               f"{reason}); no completed trial is lost: start the database again and re-run the "
+                               "same command (or 'prunesearch worker') to finish") from None
 
     @contextlib.contextmanager
     def _latch_ctrl_c(self):
