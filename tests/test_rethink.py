@@ -226,3 +226,15 @@ def test_iterative_lottery_retrains_the_rewound_ticket_each_round_and_reaches_th
     result, _ = load_artifact(path)
     assert result.info["rounds"] == rounds and len(result.info["round_ratios"]) == rounds
     assert abs(result.info["round_ratios"][0] - rate) < 1e-9
+
+
+def test_structured_lottery_rethink_trains_narrow_tickets(tmp_path):
+    run = run_rethink(plan(model="resnet8", method="lottery", ratio=0.5, method_options={"structured": True},
+                           recipe={"name": "smoke", "overrides": {"epochs": 1, "batch_size": 16}}, finetune_epochs=1,
+                           lottery_lrs=[0.05]), tmp_path, device="cpu", threads=1, preflight_check=True)
+    recs = by_arm(run.records)
+    assert set(recs) == {"unpruned", "finetune", "scratch-e", "scratch-b", "winning-ticket-lr0.05", "random-init-lr0.05"}
+    assert all(r.state == "complete" for r in recs.values()), [r.fail_reason for r in recs.values()]
+    ticket = recs["winning-ticket-lr0.05"]
+    assert "densities" not in ticket.arch and sum(ticket.arch["widths"]) < sum(recs["unpruned"].arch["widths"])
+    assert ticket.params == recs["random-init-lr0.05"].params < recs["unpruned"].params
