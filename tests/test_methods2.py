@@ -425,6 +425,40 @@ def test_lottery_iterative_rounds_prune_rewind_retrain():
         method.prune(model, arch, ratio=0.5, retrain=retrain)
 
 
+def test_structured_lottery_keeps_the_top_l1_filters_and_rewinds_them_to_their_init():
+    method = get_method("lottery")
+    arch = tiny("vgg11", 16)  # filter counts 64, 128, 256, 256, 512 x 4
+    torch.manual_seed(0)
+    init = {k: v.clone() for k, v in build_model(arch).state_dict().items()}
+    model = build_model(arch)
+    with torch.no_grad():  # "trained": filter j of a C-filter conv has L1 norm proportional to (j + 1) / C
+        for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv2d)):
+            c = conv.weight.shape[0]
+            per = torch.arange(1, c + 1, dtype=torch.float32) / c / conv.weight[0].numel()
+            conv.weight.copy_(per.view(-1, 1, 1, 1).expand_as(conv.weight))
+    r = method.prune(model, arch, ratio=0.5, structured=True, init_state=init)
+    # normalised scores (j + 1) / C: exactly half of the pool is <= 0.5, so the threshold is the next score,
+    # 0.5 + 1/512: the 512-filter layers keep 255 (not 256), the others exactly half
+    assert r.arch.widths == (32, 64, 128, 128, 255, 255, 255, 255) and r.masks is None and r.arch.densities is None
+    assert r.threshold == pytest.approx(0.5 + 1 / 512) and r.info["structured"] and r.info["rewind"]
+    assert [k == tuple(range(b - w, b)) for k, b, w in zip(r.keep, arch.widths, r.arch.widths)] == [True] * 8
+    ticket = method.build_pruned(r, init="rewind")  # the kept filters' *initial* weights
+    k0, k1 = list(r.keep[0]), list(r.keep[1])
+    assert torch.equal(ticket.features[4].weight, init["features.4.weight"][k1][:, k0])
+    fine = method.build_pruned(r, init="inherit")  # the trained ones
+    assert torch.equal(fine.features[4].weight, model.features[4].weight.detach()[k1][:, k0])
+    control = method.build_pruned(r, init="scratch", seed=0)  # a fresh dense init, sliced the same way
+    torch.manual_seed(control_seed(0))
+    dense = build_model(arch)
+    assert torch.equal(control.features[4].weight, dense.features[4].weight.detach()[k1][:, k0])
+    assert not torch.equal(control.features[4].weight, ticket.features[4].weight)
+    # the dense layer's Kaiming fan-out scale sqrt(2 / (512 * 9)), not the narrow layer's sqrt(2 / (255 * 9))
+    assert float(control.features[25].weight.detach().std()) == pytest.approx((2 / (512 * 9)) ** 0.5, rel=0.05)
+    assert method.prune(model, arch, budget=0.5, structured=True).info["budget_rel_error"] < 0.02
+    with pytest.raises(ConfigError, match="densenet"):
+        method.prune(build_model(tiny("densenet7")), tiny("densenet7"), ratio=0.5, structured=True)
+
+
 def test_rewind_works_for_channel_and_block_results():
     arch = tiny("resnet14")
     torch.manual_seed(0)

@@ -86,8 +86,8 @@ def check_result(method: PruningMethod, result: PruneResult, base: Architecture)
     if method.prunes == "blocks":
         assert result.keep is None and result.masks is None and arch.densities is None
         assert list(arch.widths) == fam.base_widths(arch)  # depth changes, widths do not
-    elif method.structured:
-        assert method.prunes == "channels"
+    elif method.structured or result.info.get("structured"):  # lottery structured=true: channels too
+        assert method.prunes == "channels" or result.info.get("structured")
         assert result.masks is None and result.keep is not None and arch.densities is None
         assert len(result.keep) == len(slots)
         ties: dict[str, tuple[int, ...]] = {}
@@ -221,6 +221,14 @@ OPTIONS = [
     ("lottery", "prune", {"ratio": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 0}, "rounds"),
     ("lottery", "prune", {"budget": 0.5, "rounds": 1}, {"ratio": 0.5, "rounds": 2}, "retrain"),
     ("lottery", "prune", {"ratio": 0.5}, {"ratio": 0.5, "rate": 0.2}, "not both"),
+    ("lottery", "prune", {"ratio": 0.5, "structured": True}, {"ratio": 0.5, "structured": "yes"}, "structured"),
+    ("lottery", "prune", {"budget": 0.5, "structured": True, "normalize": "mean"},
+     {"ratio": 0.5, "structured": True, "normalize": "median"}, "normalize"),
+    ("lottery", "prune", {"rate": 0.3, "structured": True}, {"ratio": 0.5, "structured": True, "scope": "layer"},
+     "structured=true prunes whole filters once.*not scope"),
+    ("lottery", "prune", {"ratio": 0.5, "structured": False}, {"ratio": 0.5, "structured": True, "rounds": 2},
+     "not rounds"),
+    ("lottery", "prune", {"ratio": 0.5, "scope": "global"}, {"ratio": 0.5, "normalize": "max"}, "needs structured=true"),
 ]
 
 

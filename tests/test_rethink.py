@@ -104,7 +104,7 @@ def test_every_paper_run_has_a_spec():
     names = {Path(p).stem for p in PAPER_SPECS}
     assert {"l1norm-vgg16-a", "l1norm-resnet56-a", "l1norm-resnet56-b", "l1norm-resnet110-a",
             "l1norm-resnet110-b", "slimming-vgg19", "slimming-preresnet164", "slimming-densenet40",
-            "magnitude-vgg19", "magnitude-preresnet110", "lottery-vgg16", "lottery-resnet56",
+            "magnitude-vgg19", "magnitude-preresnet110", "lottery-vgg16", "lottery-resnet56", "lottery-resnet56-iterative",
             "soft_filter-resnet56", "thinet-vgg16", "regression-vgg16", "sss-resnet56"} <= names
 
 
@@ -189,3 +189,52 @@ def test_seeds_a_channel_apart_and_lottery_bases_share_one_table_row():
     tables = {t.key: t for t in all_tables(build_report([], rethink=recs))}
     (row,) = tables["rethink"].rows  # one row: mean ± std over both seeds
     assert row[4] == "170,004" and row[5] == "90.50 ± 0.71"
+
+
+def test_iterative_lottery_retrains_the_rewound_ticket_each_round_and_reaches_the_rounds_density(tmp_path, monkeypatch):
+    import prunesearch.train as ptrain
+    from prunesearch.arch import conv_weight_counts
+    from prunesearch.jobs.rethink import load_artifact
+
+    rate, rounds = 0.3, 2
+    real_train, retrains = ptrain.train, []
+
+    def spy(model, data, recipe, *a, hooks=(), **kw):
+        masks = [b for n, b in model.named_buffers() if n.endswith("weight_mask")]
+        if masks:  # a round's retraining: the masked ticket, with the mask hook
+            kept = sum(float(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+            retrains.append((kept, [type(h).__name__ for h in hooks], recipe.epochs))
+        return real_train(model, data, recipe, *a, hooks=hooks, **kw)
+
+    monkeypatch.setattr(ptrain, "train", spy)
+    run = run_rethink(plan(model="resnet8", method="lottery", method_options={"rounds": rounds, "rate": rate},
+                           recipe={"name": "smoke", "overrides": {"epochs": 1, "batch_size": 16}}, finetune_epochs=1,
+                           lottery_lrs=[0.05]), tmp_path, device="cpu", threads=1, preflight_check=True)
+    recs = by_arm(run.records)
+    assert set(recs) == {"unpruned", "finetune", "scratch-e", "scratch-b", "winning-ticket-lr0.05", "random-init-lr0.05"}
+    assert all(r.state == "complete" for r in recs.values()), [r.fail_reason for r in recs.values()]
+    # one retraining between the two rounds, of the ticket pruned to the first round's density
+    # (the later masked trainings are the arms, all at the final density)
+    kept1, hooks, epochs = retrains[0]
+    assert abs(kept1 - (1 - rate)) < 2e-3 and hooks == ["MaskHook"] and epochs == 1
+    assert all(abs(k - (1 - rate) ** rounds) < 2e-3 for k, _, _ in retrains[1:]) and len(retrains) >= 2
+    ticket = recs["winning-ticket-lr0.05"].arch
+    sizes = conv_weight_counts(resolve_model("resnet8", num_classes=4, input_size=8))
+    density = sum(d * n for d, n in zip(ticket["densities"], sizes)) / sum(sizes)
+    assert abs(density - (1 - rate) ** rounds) < 2e-3  # 0.49 of the conv weights survive two rounds of 30 %
+    (path,) = (tmp_path / "artifacts").glob("*.pt")
+    result, _ = load_artifact(path)
+    assert result.info["rounds"] == rounds and len(result.info["round_ratios"]) == rounds
+    assert abs(result.info["round_ratios"][0] - rate) < 1e-9
+
+
+def test_structured_lottery_rethink_trains_narrow_tickets(tmp_path):
+    run = run_rethink(plan(model="resnet8", method="lottery", ratio=0.5, method_options={"structured": True},
+                           recipe={"name": "smoke", "overrides": {"epochs": 1, "batch_size": 16}}, finetune_epochs=1,
+                           lottery_lrs=[0.05]), tmp_path, device="cpu", threads=1, preflight_check=True)
+    recs = by_arm(run.records)
+    assert set(recs) == {"unpruned", "finetune", "scratch-e", "scratch-b", "winning-ticket-lr0.05", "random-init-lr0.05"}
+    assert all(r.state == "complete" for r in recs.values()), [r.fail_reason for r in recs.values()]
+    ticket = recs["winning-ticket-lr0.05"]
+    assert "densities" not in ticket.arch and sum(ticket.arch["widths"]) < sum(recs["unpruned"].arch["widths"])
+    assert ticket.params == recs["random-init-lr0.05"].params < recs["unpruned"].params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -55,6 +56,34 @@ def test_paper_recipe_is_the_reference():
     assert (ft.epochs, ft.lr, ft.schedule, ft.mode) == (40, 0.001, "constant", "finetune")
     assert ft.lr_at(39) == 0.001 and ft.milestone_epochs() == []
     assert get_recipe("paper", epochs=20, lr=None).epochs == 20  # None overrides are ignored
+
+
+def test_sfp_warm_up_epoch_then_the_schedule_and_other_recipes_dicts_unchanged(data):
+    sfp = get_recipe("sfp")
+    assert (sfp.warmup_epochs, sfp.lr_at(0), sfp.lr_at(1), sfp.lr_at(59), sfp.lr_at(60)) == (1, 0.01, 0.1, 0.1,
+                                                                                               pytest.approx(0.02))
+    assert Recipe.from_dict(sfp.to_dict()) == sfp and sfp.to_dict()["warmup_epochs"] == 1
+    no_warmup = {f.name for f in dataclasses.fields(Recipe)} - {"extra", "warmup_epochs", "warmup_lr"}
+    for name in ("paper", "finetune", "scratch-b", "imagenet", "fast", "demo", "smoke"):
+        assert set(get_recipe(name).to_dict()) == no_warmup  # cache keys and checkpoint run keys as before
+    # a tiny run under the SFP-like schedule: the trainer's per-epoch lr (10 epochs: milestones 3, 6, 8)
+    h = Counter()
+    rec = smoke(epochs=10, schedule="step", lr_milestones=(0.3, 0.6, 0.8), lr_gamma=0.2, warmup_epochs=1)
+    train(tiny_net(), data, rec, seed=0, device="cpu", hooks=[h])
+    lrs = [lr for _, lr in h.calls["on_epoch_start"]]
+    assert lrs == pytest.approx([0.01, 0.1, 0.1, 0.02, 0.02, 0.02, 0.004, 0.004, 0.0008, 0.0008])
+    assert smoke(warmup_epochs=2, warmup_lr=0.003).lr_at(1) == 0.003 and smoke(warmup_epochs=2).lr_at(2) == 0.1
+    with pytest.raises(ConfigError, match="warmup_lr"):
+        smoke(warmup_epochs=1, warmup_lr=0)
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        smoke(warmup_epochs=-1)
+    # rethink: fine-tuning from an SFP base does not warm up (lr 0.001 from the first epoch)
+    from prunesearch.study import rethink_plan_from_dict
+    from prunesearch.study.plan import rethink_recipes
+
+    base, ft = rethink_recipes(rethink_plan_from_dict({"dataset": "synthetic", "model": "resnet8", "method": "soft_filter",
+                                                       "ratio": 0.4, "recipe": "sfp"}, require_kind=False))
+    assert base.warmup_epochs == 1 and ft.warmup_epochs == 0 and ft.lr_at(0) == 0.001
 
 
 def test_recipe_errors_suggest():

@@ -113,6 +113,32 @@ def prune_options(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
+def retrains_between_rounds(method: Any, kw: Mapping[str, Any]) -> bool:
+    """True if ``method.prune`` takes ``retrain=`` and ``kw`` asks for more than one round (lottery's
+    iterative prune-rewind-retrain): the caller must supply the trainer."""
+    rounds = kw.get("rounds", 1)
+    return ("retrain" in inspect.signature(method.prune).parameters and isinstance(rounds, int)
+            and not isinstance(rounds, bool) and rounds > 1)
+
+
+def round_trainer(data: Any, recipe: Any, seed: int, device: Any, threads: int | None,
+                  checkpoint_dir: Path | None):
+    """``retrain(model, hooks)`` for iterative pruning: trains the masked, rewound ticket in place with
+    the base recipe (same data, device, threads and seed), round ``r`` checkpointing under
+    ``checkpoint_dir/round<r>`` so a killed base trial resumes mid-round; the model ends on the CPU."""
+    from ..train import train
+
+    done = [0]
+
+    def retrain(model: Any, hooks: list) -> None:
+        done[0] += 1
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"round{done[0]}"
+        train(model, data, recipe, seed=seed, device=device, hooks=hooks, checkpoint_dir=ckpt, threads=threads)
+        model.to("cpu")
+
+    return retrain
+
+
 @register
 class RethinkBase(Job):
     name = "rethink-base"
@@ -141,6 +167,8 @@ class RethinkBase(Job):
         kw = prune_options(attrs)
         if getattr(method, "needs_init", False):
             kw["init_state"] = init_state
+        if retrains_between_rounds(method, kw):  # iterative lottery: each round retrains the rewound ticket
+            kw["retrain"] = round_trainer(ctx.data, recipe, seed, ctx.device, ctx.threads, ctx.checkpoint_dir)
         pruned = method.prune(model, base, data=ctx.data if method.needs_data else None, **kw)
         thresholds = {"pruned": pruned.threshold} if pruned.threshold is not None else None
         diagnostic = method.diagnose(model, base, thresholds)

@@ -39,7 +39,7 @@ def preflight(plan: RethinkPlan) -> None:
 
     from ..arch import unpruned
     from ..data import load_dataset
-    from ..jobs.rethink import prune_options
+    from ..jobs.rethink import prune_options, retrains_between_rounds
     from ..models import build_model
     from ..prune import get_method
     from ..resolve import resolve_target
@@ -56,6 +56,8 @@ def preflight(plan: RethinkPlan) -> None:
         probe = method.prepare(build_model(base), base)
         if getattr(method, "needs_init", False):
             kw["init_state"] = probe.state_dict()
+        if retrains_between_rounds(method, kw):  # the check prunes every round; nothing is trained
+            kw["retrain"] = lambda model, hooks: None
         method.prune(probe, base, data=data, **kw)
 
 

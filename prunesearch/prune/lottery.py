@@ -28,7 +28,7 @@ from torch import nn
 
 from ..arch import Architecture
 from ..errors import ConfigError
-from .base import PruneResult, check_request, register
+from .base import PruneResult, check_model, check_request, register
 from .magnitude import Magnitude
 
 
@@ -131,6 +131,13 @@ class Lottery(Magnitude):
       :func:`prunesearch.train.train`; the next round prunes the retrained weights. Pruned weights
       stay pruned (they are exactly zero, the bottom of the pool). ``info["round_ratios"]`` lists the
       cumulative fraction of every round.
+    - ``prune(..., structured=True)``: the structured ticket: whole filters ranked by the L1 norm of
+      their trained weights (``normalize``: per-layer ``max`` (default), ``mean`` or ``none``; one
+      global threshold, budget bisection, tie groups and width guard: the shared channel machinery,
+      exactly l1norm's automatic mode); the result is a physically narrow architecture with
+      ``keep`` sets (no masks). One-shot only (``rounds=1``; ``min_keep``/``scope`` are weight-level).
+      ``init="rewind"`` gives the kept channels their *initial* weights; ``init="scratch"`` slices a
+      fresh dense initialisation (seeded by :func:`control_seed`) to the same channels.
     - ``build_pruned(result, init="rewind")``: the winning ticket (initial weights x masks);
       ``init="scratch"``: the random-init control, drawn from the *same* distribution as the dense
       network's initialisation (``build_model``'s Kaiming init of the dense layer shapes, seeded by
@@ -148,11 +155,22 @@ class Lottery(Magnitude):
     def prune(self, model: nn.Module, arch: Architecture, *, budget: float | None = None,
               ratio: float | None = None, data: Any = None, init_state: dict[str, torch.Tensor] | None = None,
               rounds: int = 1, rate: float | None = None,
-              retrain: Callable[[nn.Module, list], Any] | None = None, **options: Any) -> TicketResult:
-        unknown = sorted(set(options) - {"min_keep", "scope"})
+              retrain: Callable[[nn.Module, list], Any] | None = None, structured: bool = False,
+              **options: Any) -> TicketResult:
+        unknown = sorted(set(options) - {"min_keep", "scope", "normalize"})
         if unknown:
-            raise ConfigError(f"lottery takes budget=, ratio= or rate=, rounds=, retrain=, init_state=, min_keep=, scope=; "
-                              f"got {', '.join(unknown)}")
+            raise ConfigError(f"lottery takes budget=, ratio= or rate=, rounds=, retrain=, init_state=, min_keep=, scope=, "
+                              f"structured=, normalize=; got {', '.join(unknown)}")
+        if not isinstance(structured, bool):
+            raise ConfigError(f"lottery structured must be true (prune whole filters) or false (single weights), "
+                              f"got {structured!r}")
+        if structured:
+            bad = sorted(set(options) - {"normalize"}) + (["rounds"] if rounds != 1 else []) + (["retrain"] if retrain else [])
+            if bad:
+                raise ConfigError(f"lottery structured=true prunes whole filters once: it takes budget=, ratio= or rate=, "
+                                  f"init_state=, normalize=, not {', '.join(bad)} (weight-level options)")
+        elif "normalize" in options:
+            raise ConfigError("lottery normalize= ranks filters: it needs structured=true")
         rounds = _check_int("rounds", rounds, 1)
         if rate is not None:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
@@ -162,6 +180,8 @@ class Lottery(Magnitude):
                 raise ConfigError("lottery: give rate= (per round) or budget=/ratio= (final target), not both")
             ratio = 1 - (1 - float(rate)) ** rounds
         check_request(self, arch, budget, ratio)
+        if structured:
+            return self._prune_filters(model, arch, budget, ratio, rate, init_state, options.get("normalize", "max"))
         if rounds > 1:
             if retrain is None or not callable(retrain):
                 raise ConfigError(f"lottery rounds={rounds} retrains the ticket between rounds: pass retrain=f(model, hooks) "
@@ -200,8 +220,49 @@ class Lottery(Magnitude):
         init = None if init_state is None else {k: v.detach().clone() for k, v in init_state.items()}
         return TicketResult(**values, init_state_dict=init)
 
+    def _prune_filters(self, model: nn.Module, arch: Architecture, budget: float | None, ratio: float | None,
+                       rate: float | None, init_state: dict[str, torch.Tensor] | None, normalize: str) -> TicketResult:
+        """Structured ticket: whole filters ranked by the L1 norm of their trained weights (normalised per
+        layer, one global threshold: exactly l1norm's automatic mode), a physically narrow architecture."""
+        from .channels import filter_norms, prune_by_scores
+        from .l1norm import NORMALIZERS, _normalise
+
+        if arch.family == "densenet":
+            raise ConfigError("lottery structured=true ranks conv filters, but densenet's prunable slots are input "
+                              "selections; use the weight-level lottery (structured=false) for densenet")
+        if normalize not in NORMALIZERS:
+            raise ConfigError(f"lottery normalize must be one of {', '.join(NORMALIZERS)}, got {normalize!r}")
+        check_model(model, arch)
+        scores = [_normalise(v, normalize) for v in filter_norms(model, arch, p=1)]
+        base = prune_by_scores(self, model, arch, scores, budget=budget, ratio=ratio,
+                               info={"normalize": normalize, "variant": "global"})
+        values = {f.name: getattr(base, f.name) for f in fields(PruneResult)}
+        values["info"] = {**base.info, "rewind": init_state is not None, "rounds": 1, "structured": True}
+        if rate is not None:
+            values["info"]["rate"] = float(rate)
+        init = None if init_state is None else {k: v.detach().clone() for k, v in init_state.items()}
+        return TicketResult(**values, init_state_dict=init)
+
     def build_pruned(self, result: PruneResult, *, init: str = "inherit", seed: int = 0) -> nn.Module:
         from ..models import build_model
+
+        if init == "scratch" and result.keep is not None:
+            # structured: the dense network's init (build_model of the base, control_seed), sliced to the
+            # kept channels exactly as the ticket is: same distribution as the ticket, other values
+            from .channels import inherit_state_dict
+
+            ticket = getattr(result, "init_state_dict", None)
+            ticket_state = None if ticket is None else rewind(result, ticket)
+            for attempt in range(3):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(control_seed(seed, attempt))
+                    dense = build_model(result.base)
+                model = build_model(result.arch)
+                model.load_state_dict(inherit_state_dict(dense, result.base, result.keep), strict=True)
+                if ticket_state is None or not _same_convs(model, ticket_state):
+                    return model
+            raise ConfigError(f"lottery: the random-init control for seed {seed} keeps drawing the ticket's own "
+                              "initial weights; use another seed")  # pragma: no cover - needs a seed collision
 
         if init == "scratch" and result.masks is not None:
             # the dense network's init distribution, masked: build_model initialises the dense-shaped

@@ -157,7 +157,7 @@ def rethink_recipes(plan: RethinkPlan):
         base = base.replace(mode="scratch-e")
     ft_template = get_recipe("finetune")
     ft = base.replace(name="finetune", epochs=finetune_epochs_for(plan, base.epochs), lr=ft_template.lr,
-                      schedule=ft_template.schedule, mode="finetune")
+                      schedule=ft_template.schedule, mode="finetune", warmup_epochs=0, warmup_lr=None)
     return base, ft
 
 

@@ -462,7 +462,7 @@ def check_rethink_plan(plan: RethinkPlan, where: str = "rethink") -> None:
         wrap("model", lambda: resolve_model(plan.model or "", head=plan.head))
     automatic = "threshold" in inspect.signature(method.prune).parameters  # sss: |factor| threshold
     if plan.budget is None and plan.ratio is None and plan.variant is None and not automatic and not (
-            {"target", "threshold"} & set(plan.method_options)):
+            {"target", "threshold", "rate"} & set(plan.method_options)):
         raise ConfigError(f"{where}: say how much {plan.method} prunes: give 'budget' (e.g. 0.5), 'ratio' "
                           "(the method's own) or 'variant' (l1norm, thinet, regression)")
     _check_recipe(plan.recipe, plan.recipe_overrides, where)
