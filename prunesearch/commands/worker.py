@@ -42,9 +42,23 @@ def run(args: argparse.Namespace) -> int:
     if not args.storage:
         raise ConfigError("worker needs --storage URL (or $PRUNESEARCH_STORAGE); see the run dir's run.json")
 
-    w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
-               on_event=print_trial_event, threads=args.threads)
-    s = w.run(max_trials=args.max_trials, wait=not args.no_wait)
+    if args.json:  # machine use (also `study --workers N`): plain timestamped lines on stderr, no live bars
+        w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
+                   on_event=print_trial_event, threads=args.threads)
+        s = w.run(max_trials=args.max_trials, wait=not args.no_wait)
+    else:  # a person: the study's progress bar (trials done of planned, ETA) and one line per trial
+        from ..pipelines.events import trial_events
+        from ._common import Display
+
+        with Display(False) as d:
+            sink = trial_events(d)
+            w = Worker(args.storage, args.study, device=args.device, data_dir=args.data_dir, run_dir=args.out,
+                       on_event=sink, threads=args.threads)
+            trials = w.study.get_trials(deepcopy=False)
+            live = [t for t in trials if t.state.name in ("WAITING", "RUNNING", "COMPLETE")]
+            sink("planned", {"study": args.study, "trials": len(live), "enqueued": 0,
+                             "complete": sum(1 for t in live if t.state.name == "COMPLETE")})
+            s = w.run(max_trials=args.max_trials, wait=not args.no_wait)
     if args.json:
         print_json({**s.to_dict(), "trials": s.trial_numbers})
     else:
