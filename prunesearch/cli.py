@@ -87,6 +87,21 @@ def main(argv: list[str] | None = None) -> int:
         # the message may quote user input ("[/red]" as a model name): never read it as markup
         err_console().print(f"[bold red]error:[/] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
         return e.exit_code
+    except OSError as e:
+        # a file system refusing mid-run (read-only, full, removed) that no layer turned into a
+        # PrunesearchError: still one line, and results already in the storage are safe
+        if args.debug:
+            raise
+        from rich.markup import escape
+
+        from .commands._common import err_console
+
+        target = getattr(e, "filename2", None) or getattr(e, "filename", None)  # a rename names its target second
+        where = f" ({target})" if target else ""
+        err_console().print(f"[bold red]error:[/] {escape(e.strerror or str(e))}{escape(where)}; completed trials are "
+                            "kept in the run's storage: fix the disk or permissions and run the same command again "
+                            "(--debug shows where)", markup=True, highlight=False, soft_wrap=True)
+        return 2
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -144,3 +144,17 @@ def test_a_disk_error_requeues_the_trial_and_a_rerun_finishes_it(tmp_path, capsy
     assert main(argv) == 0
     done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert done["complete"] == 1 and done["failed"] == 0 and done["trained"] == 1
+
+
+def test_a_file_system_refusal_at_the_end_of_a_study_is_one_line_and_keeps_the_results(tmp_path, capsys):
+    spec = write_spec(tmp_path, "fs")
+    out = tmp_path / "run"
+    (out / "records.jsonl").mkdir(parents=True)  # the snapshot cannot be written (as on a read-only dir)
+    out.chmod(0o700)
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "records.jsonl" in err and "run the same command again" in err
+    (out / "records.jsonl").rmdir()
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--no-report", "--json"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["complete"] == 1 and done["trained"] == 0  # the trial finished the first time: kept, not retrained
