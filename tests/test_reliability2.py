@@ -114,14 +114,16 @@ def test_dashboard_sees_named_objective_learning_curves_and_importing_changes_no
 
     import optuna
 
-    from prunesearch.study.storage import open_storage
-
     spec = write_spec(tmp_path, "dash")
     spec.write_text(spec.read_text().replace("epochs: 1", "epochs: 2"))
     out = tmp_path / "run"
     assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 0
     capsys.readouterr()
-    study = optuna.load_study(study_name="dash", storage=open_storage(str(out / "journal.log"), create=False))
+    # exactly as the README says to load a run from Python
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="dash", storage=JournalStorage(JournalFileBackend(str(out / "journal.log"))))
     assert study.metric_names == ["val_acc"]
     (t,) = study.get_trials()
     assert sorted(t.intermediate_values) == [1, 2] and t.value == t.intermediate_values[2] == t.user_attrs["val_acc"]
@@ -158,3 +160,37 @@ def test_a_file_system_refusal_at_the_end_of_a_study_is_one_line_and_keeps_the_r
     assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--no-report", "--json"]) == 0
     done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert done["complete"] == 1 and done["trained"] == 0  # the trial finished the first time: kept, not retrained
+
+
+def test_optuna_dashboard_reads_a_finished_study(tmp_path, capsys):
+    """optuna-dashboard's own API (its WSGI app, in-process, offline) on a finished smoke study: the
+    objective name, the learning curve and the user attributes led by arm, budget, seed and size."""
+    import io
+    import sys
+
+    dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install optuna-dashboard)")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    spec = write_spec(tmp_path, "dboard")
+    out = tmp_path / "run"
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--json", "--no-report"]) == 0
+    capsys.readouterr()
+    app = dashboard.wsgi(JournalStorage(JournalFileBackend(str(out / "journal.log"))))
+
+    def get(path: str) -> dict:
+        env = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.url_scheme": "http",
+               "SERVER_PROTOCOL": "HTTP/1.1"}
+        status = {}
+        body = b"".join(app(env, lambda s, h, exc_info=None: status.setdefault("s", s)))
+        assert status["s"].startswith("200"), status
+        return json.loads(body)
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    study = get(f"/api/studies/{summary['study_id']}")
+    assert study["objective_names"] == ["val_acc"] and study["has_intermediate_values"]
+    (trial,) = study["trials"]
+    keys = [u["key"] for u in trial["user_attrs"]]
+    assert keys[:6] == ["generator", "budget", "budget_kind", "seed", "params", "macs"], keys[:8]
+    assert trial["intermediate_values"] and trial["values"] == [trial["intermediate_values"][-1]["value"]]

@@ -48,7 +48,13 @@ def efficiency_png(report: Report) -> bytes | None:
     shown = [g for g in report.generators if g in lines]
     # arms of one budget have (almost) the same count: spread them a little along x so their error
     # bars do not hide each other (log x: a factor, +-3 % at the ends)
-    spread = {gen: 1.0 + 0.06 * ((i - (len(shown) - 1) / 2) / max(1, len(shown) - 1)) for i, gen in enumerate(shown)}
+    import math
+
+    counts = sorted({g.param_budget for g in report.budgets if g.param_budget})
+    gaps = [math.log(b / a) for a, b in zip(counts, counts[1:]) if a > 0]
+    half = min([0.03] + [0.2 * g for g in gaps])  # at most a fifth of the closest budgets' log spacing
+    spread = {gen: math.exp(2 * half * ((i - (len(shown) - 1) / 2) / max(1, len(shown) - 1)))
+              for i, gen in enumerate(shown)}
     for i, gen in enumerate(shown):
         cells = sorted(lines[gen], key=lambda c: c.params)
         xs = [c.params * spread[gen] for c in cells]
@@ -67,13 +73,27 @@ def efficiency_png(report: Report) -> bytes | None:
                 color="0.6", linestyle="--", linewidth=1, label="Pareto front", zorder=0)
     ax.set_xscale("log")
     # ticks at the budgets themselves (not at powers of ten), labelled with their counts
-    targets = sorted({g.param_budget for g in report.budgets if g.param_budget})
+    groups = sorted((g for g in report.budgets if g.param_budget), key=lambda g: g.param_budget)
+    targets = [g.param_budget for g in groups]
     if targets:
         from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter, NullLocator
 
         ax.xaxis.set_major_locator(FixedLocator(targets))
-        ax.xaxis.set_major_formatter(FixedFormatter(
-            [f"{t / 1e6:.3g}M" if t >= 1e6 else f"{t / 1e3:.3g}k" if t >= 1e3 else str(t) for t in targets]))
+        def label(g) -> str:
+            t = g.param_budget
+            count = f"{t / 1e6:.3g}M" if t >= 1e6 else f"{t / 1e3:.3g}k" if t >= 1e3 else str(t)
+            return f"{count}\n({g.budget:g})" if g.budget <= 1 else count  # the count and the fraction asked for
+
+        # a label only where it does not collide with the previous one (every budget keeps its tick)
+        span = math.log(targets[-1] / targets[0]) if targets[0] > 0 and len(targets) > 1 else 1.0
+        labels, last = [], None
+        for g in groups:
+            if last is None or math.log(g.param_budget / last) >= 0.08 * max(span, 1e-9):
+                labels.append(label(g))
+                last = g.param_budget
+            else:
+                labels.append("")
+        ax.xaxis.set_major_formatter(FixedFormatter(labels))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_minor_formatter(NullFormatter())
     n_seeds = sorted({c.n_complete for g in report.budgets for c in g.cells if c.mean_acc is not None})

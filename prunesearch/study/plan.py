@@ -90,7 +90,10 @@ def plan_trials(plan: Plan, base: Architecture) -> list[PlannedTrial]:
                 achieved = b.measure(arch)
                 cell.append((arm, achieved))
                 slot = f"{arm}/b{b.label()}/s{seed}/0@{plan.arm_hash(arm)}-{arch.arch_id}"
-                attrs = dict(common)
+                # what optuna-dashboard lists first: arm, budget, seed, size
+                attrs = {"generator": arm, "budget": b.value, "budget_kind": b.kind, "seed": seed,
+                         "params": count_params(arch), "macs": count_macs(arch)}
+                attrs.update(common)
                 attrs.update(
                     slot=slot, generator=arm, budget=b.value, param_budget=targets[b], seed=seed, index=0,
                     arch=arch.to_dict(), arch_id=arch.arch_id, params=count_params(arch), macs=count_macs(arch),
@@ -110,7 +113,8 @@ def plan_trials(plan: Plan, base: Architecture) -> list[PlannedTrial]:
             for seed in plan.seeds:
                 for b in plan.budgets:
                     slot = f"{SEARCHED}/b{b.label()}/s{seed}/{i}@{h}"
-                    attrs = dict(common)
+                    attrs = {"generator": SEARCHED, "budget": b.value, "budget_kind": b.kind, "seed": seed}
+                    attrs.update(common)
                     attrs.update(
                         slot=slot, generator=SEARCHED, budget=b.value, param_budget=targets[b], seed=seed, index=i,
                         base_arch=base.to_dict(), options=dict(so), plan_hash=h,

@@ -1,0 +1,68 @@
+"""Every run kind (study, discover, transfer, rethink) re-renders through `prunesearch report RUN`
+with what the run itself drew: the cells, the rule panel of a discover run, the rethink table."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import yaml
+
+from prunesearch.cli import main
+
+TINY = ["--dataset", "synthetic", "--recipe", "smoke", "--epochs", "1", "--device", "cpu"]
+
+
+def report_json(run, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["report", str(run), "--format", "md,csv,png", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_study_run_reports(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: rt
+        model: resnet8
+        dataset: synthetic
+        dataset_options: {image_size: 8, n_train: 64, n_test: 32}
+        recipe: {name: smoke, overrides: {epochs: 1, batch_size: 32}}
+        budgets: [0.5]
+        seeds: 2
+        generators: {uniform: {}, random: {}}
+    """))
+    assert main(["study", str(spec), "--out", str(tmp_path / "run"), "--device", "cpu", "--json"]) == 0
+    d = report_json(tmp_path / "run", capsys)
+    (group,) = d["report"]["budgets"]
+    assert {c["generator"] for c in group["cells"]} == {"uniform", "random"}
+    assert "efficiency_png" in d["written"] and not d["warnings"]
+
+
+def test_discover_run_reports_with_its_rule_panel(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["discover", "--model", "resnet8", *TINY, "--budgets", "0.5", "--seeds", "2", "--out", str(out),
+                 "--json"]) == 0
+    d = report_json(out, capsys)
+    assert {c["generator"] for c in d["report"]["budgets"][0]["cells"]} == {"pruned", "guided", "uniform"}
+    assert "architecture_png" in d["written"] and not d["warnings"]  # the rule.yaml profile was understood
+
+
+def test_transfer_run_reports(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["transfer", "--rule", "vgg16-a", "--to", "resnet8", *TINY, "--budgets", "0.5", "--seeds", "2",
+                 "--out", str(out), "--json"]) == 0
+    d = report_json(out, capsys)
+    assert {c["generator"] for c in d["report"]["budgets"][0]["cells"]} == {"transferred", "uniform"}
+
+
+def test_rethink_run_reports_its_table(tmp_path, capsys):
+    spec = tmp_path / "r.yaml"
+    spec.write_text(yaml.safe_dump({
+        "kind": "rethink", "name": "rt", "model": "resnet14", "method": "l1norm", "budget": 0.5,
+        "dataset": "synthetic", "dataset_options": {"num_classes": 4, "n_train": 32, "n_test": 16, "image_size": 8},
+        "recipe": {"name": "smoke", "overrides": {"epochs": 1, "batch_size": 16}}, "seeds": 1}))
+    out = tmp_path / "run"
+    assert main(["rethink", str(spec), "--device", "cpu", "--threads", "1", "--out", str(out), "--json"]) == 0
+    d = report_json(out, capsys)
+    (row,) = d["report"]["rethink"]
+    assert {"unpruned", "finetune", "scratch-e", "scratch-b"} <= set(row["arms"])
