@@ -194,3 +194,16 @@ def test_optuna_dashboard_reads_a_finished_study(tmp_path, capsys):
     keys = [u["key"] for u in trial["user_attrs"]]
     assert keys[:6] == ["generator", "budget", "budget_kind", "seed", "params", "macs"], keys[:8]
     assert trial["intermediate_values"] and trial["values"] == [trial["intermediate_values"][-1]["value"]]
+
+
+def test_failed_trials_exit_1_from_worker_and_from_study_with_worker_processes(tmp_path, capsys):
+    spec = write_spec(tmp_path, "nanw", seeds="[0, 1]")
+    spec.write_text(spec.read_text().replace("batch_size: 32", "batch_size: 32, lr: .inf, precision: fp32"))
+    out = tmp_path / "run"
+    # two worker processes: each exits 1 with its summary, the study says which trials failed and exits 1
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--workers", "2", "--json",
+                 "--no-report"]) == 1
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["failed"] == 2 and s["complete"] == 0
+    assert main(["study", str(spec), "--out", str(out), "--device", "cpu", "--retry-failed", "--no-report"]) == 1
+    capsys.readouterr()

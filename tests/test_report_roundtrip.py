@@ -66,3 +66,32 @@ def test_rethink_run_reports_its_table(tmp_path, capsys):
     d = report_json(out, capsys)
     (row,) = d["report"]["rethink"]
     assert {"unpruned", "finetune", "scratch-e", "scratch-b"} <= set(row["arms"])
+
+
+def test_report_html_renders_in_a_headless_browser(tmp_path, capsys):
+    """The HTML report as a browser renders it (Chromium headless, offline): skipped with the reason
+    where no Chromium is installed."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome", "chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium on this machine (install chromium to render report.html headless)")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(textwrap.dedent("""
+        name: html
+        model: resnet8
+        dataset: synthetic
+        dataset_options: {image_size: 8, n_train: 64, n_test: 32}
+        recipe: {name: smoke, overrides: {epochs: 1, batch_size: 32}}
+        budgets: [0.5]
+        seeds: 2
+        generators: {uniform: {}, random: {}}
+    """))
+    assert main(["study", str(spec), "--out", str(tmp_path / "run"), "--device", "cpu", "--json"]) == 0
+    html = tmp_path / "run" / "report" / "report.html"
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "<table" in dom and "uniform" in dom and "random" in dom and "<img" in dom

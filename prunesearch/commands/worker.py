@@ -64,4 +64,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         console().print(f"worker done: {s.trained} trained, {s.cached} cached, {s.failed} failed, "
                         f"{s.duplicates} duplicates skipped")
-    return 0
+    return 1 if s.failed else 0  # a worker whose trials failed exits 1 (the failed table says why)

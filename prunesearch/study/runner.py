@@ -130,6 +130,13 @@ def run_subprocess_workers(storage: str, name: str, device: str, data_dir: str |
     try:
         for p in procs:  # wait for every worker: one failing never cuts the others off
             out, _ = p.communicate()
+            if p.returncode == 1 and out.strip():  # a worker whose trials failed: its summary says so
+                try:
+                    d = json.loads(out.strip().splitlines()[-1])
+                    total.add(WorkerSummary(**{k: d.get(k, 0) for k in WorkerSummary().to_dict()}))
+                    continue
+                except (ValueError, IndexError, TypeError):
+                    pass
             if p.returncode != 0:
                 if p.returncode < 0:
                     import signal as _signal
