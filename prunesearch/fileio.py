@@ -66,7 +66,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any], kill
 def _remove_dead_temps(path: Path) -> None:
     """Remove temp files of ``path`` left by writers that were killed (their PID is gone); a live
     writer's temp file (another process writing the same file now) is left alone."""
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    import glob
+
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         parts = tmp.name[len(path.name) + 2:].split(".")
         if not parts or not parts[0].isdigit():
             continue
@@ -79,12 +81,6 @@ def _remove_dead_temps(path: Path) -> None:
             tmp.unlink(missing_ok=True)
         except (PermissionError, OSError):
             pass
-
-
-def glob_escape(name: str) -> str:
-    import glob
-
-    return glob.escape(name)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

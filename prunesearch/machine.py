@@ -21,6 +21,11 @@ _CACHE_SECONDS = 30.0
 _cached: tuple[float, int] | None = None
 
 
+def threads_per_worker(workers: int) -> int:
+    """CPU threads each of ``workers`` concurrent trainings gets by default: the idle cores, shared."""
+    return max(1, default_threads() // max(1, int(workers)))
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), at least 1."""
     try:

@@ -48,6 +48,16 @@ STATES = (COMPLETE, FAILED, RUNNING, WAITING, INTERRUPTED)
 SCRATCH, RETHINK = "scratch", "rethink"
 
 
+def legacy_final_acc(final_acc: float | None, best_acc: float | None, state: str, extra: dict[str, Any]) -> float | None:
+    """The final-epoch accuracy of a record; for a complete record written before prunesearch kept
+    it (only the best test accuracy over epochs), that optimistic number, flagged in ``extra``
+    (``legacy_best_acc``) so the report labels it."""
+    if final_acc is None and state == COMPLETE and best_acc is not None:
+        extra["legacy_best_acc"] = True
+        return best_acc
+    return final_acc
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     generator: str  # uniform | pruned | guided | transferred | random | searched | unpruned | rethink
@@ -153,11 +163,7 @@ class RethinkRecord:
 
     def to_trial_record(self) -> TrialRecord:
         extra: dict[str, Any] = {k: v for k, v in (("ratio", self.ratio), ("variant", self.variant)) if v is not None}
-        final = self.final_acc
-        if final is None and self.state == COMPLETE and self.best_acc is not None:
-            # an old rethink.jsonl recorded only the best test accuracy over epochs: shown, and labelled
-            final = self.best_acc
-            extra["legacy_best_acc"] = True
+        final = legacy_final_acc(self.final_acc, self.best_acc, self.state, extra)
         return TrialRecord(
             generator="rethink", budget=float(self.budget or 0.0), param_budget=0, seed=self.seed, arch=dict(self.arch),
             arch_id="", params=self.params, macs=self.macs, dataset=self.dataset, recipe=dict(self.recipe),

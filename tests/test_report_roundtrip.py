@@ -13,6 +13,20 @@ from prunesearch.cli import main
 TINY = ["--dataset", "synthetic", "--recipe", "smoke", "--epochs", "1", "--device", "cpu"]
 
 
+def tiny_study(name: str) -> str:
+    """A study spec of two arms x two seeds on tiny synthetic data."""
+    return textwrap.dedent(f"""
+        name: {name}
+        model: resnet8
+        dataset: synthetic
+        dataset_options: {{image_size: 8, n_train: 64, n_test: 32}}
+        recipe: {{name: smoke, overrides: {{epochs: 1, batch_size: 32}}}}
+        budgets: [0.5]
+        seeds: 2
+        generators: {{uniform: {{}}, random: {{}}}}
+    """)
+
+
 def report_json(run, capsys) -> dict:
     capsys.readouterr()
     assert main(["report", str(run), "--format", "md,csv,png", "--json"]) == 0
@@ -21,16 +35,7 @@ def report_json(run, capsys) -> dict:
 
 def test_study_run_reports(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
-    spec.write_text(textwrap.dedent("""
-        name: rt
-        model: resnet8
-        dataset: synthetic
-        dataset_options: {image_size: 8, n_train: 64, n_test: 32}
-        recipe: {name: smoke, overrides: {epochs: 1, batch_size: 32}}
-        budgets: [0.5]
-        seeds: 2
-        generators: {uniform: {}, random: {}}
-    """))
+    spec.write_text(tiny_study("rt"))
     assert main(["study", str(spec), "--out", str(tmp_path / "run"), "--device", "cpu", "--json"]) == 0
     d = report_json(tmp_path / "run", capsys)
     (group,) = d["report"]["budgets"]
@@ -80,16 +85,7 @@ def test_report_html_renders_in_a_headless_browser(tmp_path, capsys):
     if browser is None:
         pytest.skip("no Chromium on this machine (install chromium to render report.html headless)")
     spec = tmp_path / "s.yaml"
-    spec.write_text(textwrap.dedent("""
-        name: html
-        model: resnet8
-        dataset: synthetic
-        dataset_options: {image_size: 8, n_train: 64, n_test: 32}
-        recipe: {name: smoke, overrides: {epochs: 1, batch_size: 32}}
-        budgets: [0.5]
-        seeds: 2
-        generators: {uniform: {}, random: {}}
-    """))
+    spec.write_text(tiny_study("html"))
     assert main(["study", str(spec), "--out", str(tmp_path / "run"), "--device", "cpu", "--json"]) == 0
     html = tmp_path / "run" / "report" / "report.html"
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.as_uri()],

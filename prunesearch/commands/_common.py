@@ -151,6 +151,11 @@ class Display:
         if self._progress is not None:
             self._progress.stop()
 
+    def report_line(self, paths: dict[str, str] | None) -> None:
+        """Where a run's report went (its Markdown), or why it was not written."""
+        if paths:
+            self.line(f"report: {paths.get('error') or paths.get('md') or next(iter(paths.values()), '')}")
+
     def line(self, text: str) -> None:
         target = self._progress.console if self._progress is not None else self.con
         target.print(("" if self.tty else _stamp()) + text, highlight=False, soft_wrap=True)

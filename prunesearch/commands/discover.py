@@ -133,10 +133,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"({result.primary} rule) vs uniform, trained from scratch")
         for r in report_renderables(rep):
             d.con.print(r)
-        if result.study.report:
-            where = result.study.report.get("error") or result.study.report.get("md") or next(
-                iter(result.study.report.values()), "")
-            d.line(f"report: {where}")
+        d.report_line(result.study.report)
     d.line(f"summary: {result.summary_file}   ({time.perf_counter() - t0:.0f}s)")
     return _exit_code(result)
 

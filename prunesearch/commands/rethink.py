@@ -145,9 +145,6 @@ def run(args: argparse.Namespace) -> int:
         d.con.print(table_rich(t))
     if any(str(r.dataset).startswith("synthetic") for r in result.records):
         d.line("[yellow]SYNTHETIC DATA[/]: these numbers only show the pipeline works")
-    if result.study.report:
-        where = result.study.report.get("error") or result.study.report.get("md") or next(
-            iter(result.study.report.values()), "")
-        d.line(f"report: {where}")
+    d.report_line(result.study.report)
     d.line(f"run dir: {result.run_dir}")
     return 1 if incomplete else 0

@@ -105,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
                              "trained from scratch")
     for r in report_renderables(rep):
         d.con.print(r)
-    if res.study.report:
-        where = res.study.report.get("error") or res.study.report.get("md") or next(iter(res.study.report.values()), "")
-        d.line(f"report: {where}")
+    d.report_line(res.study.report)
     d.line(f"run dir: {study.run_dir}   ({time.perf_counter() - t0:.0f}s)")
     return 1 if study.incomplete else 0

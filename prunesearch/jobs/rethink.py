@@ -90,17 +90,12 @@ def regularizer_options(method: Any, attrs: Mapping[str, Any], recipe: Any, num_
     while training (soft filter pruning), and the run's lr sum for strengths that scale with the
     run (slimming's ``s="auto"``)."""
     from ..arch import Budget
+    from ..prune.base import regularizer_options as options_for
 
-    kw = dict(attrs.get("reg_kw") or {})
     prune_kw = attrs.get("prune_kw") or {}
-    params = inspect.signature(method.regularizer).parameters
-    if prune_kw.get("budget") is not None and "budget" in params and "budget" not in kw:
-        kw["budget"] = Budget(prune_kw["budget"], prune_kw.get("budget_kind", "params"))
-    if prune_kw.get("ratio") is not None and "ratio" in params and "ratio" not in kw:
-        kw["ratio"] = prune_kw["ratio"]
-    if "lr_sum" in params and "lr_sum" not in kw:
-        kw["lr_sum"] = recipe.lr_sum(num_train)
-    return kw
+    budget = prune_kw.get("budget")
+    return options_for(method, attrs.get("reg_kw"), ratio=prune_kw.get("ratio"), lr_sum=recipe.lr_sum(num_train),
+                       budget=None if budget is None else Budget(budget, prune_kw.get("budget_kind", "params")))
 
 
 def prune_options(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def run_discover(cfg: DiscoverConfig, on_event: EventSink = ignore) -> DiscoverR
 
     # 1. check ------------------------------------------------------------------------------
     from ..data import load_dataset
-    from ..fileio import make_private_dir
+    from ..study.rundir import make_run_dir
     from ..generators import get_generator
     from ..prune import get_method
     from ..prune.base import check_request
@@ -161,18 +161,14 @@ def run_discover(cfg: DiscoverConfig, on_event: EventSink = ignore) -> DiscoverR
     check_request(method, base, cfg.budgets[0], None, data=True)
     check_run_dir(cfg.out, base.model_name, cfg.method)
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, val_fraction=cfg.val_fraction, **cfg.dataset_options)
-    try:  # only once the data is there: a missing dataset leaves nothing behind
-        make_private_dir(cfg.out)
-    except OSError as e:
-        raise ConfigError(f"output folder {cfg.out} is not writable ({e.strerror or e}); give --out a writable "
-                          "directory") from None
+    make_run_dir(cfg.out)  # only once the data is there: a missing dataset leaves nothing behind
     check_request(method, base, cfg.budgets[0], None, data=data)
     params, macs = count_params_macs(base)
     on_event(Event("message", text=f"discover: {cfg.model} ({params:,} params, {macs:,} MACs) on {data.describe()}"))
     if device.type == "cpu":
-        from ..machine import default_threads
+        from ..machine import threads_per_worker
 
-        n = cfg.threads or max(1, default_threads() // max(1, cfg.workers))
+        n = cfg.threads or threads_per_worker(cfg.workers)
         on_event(Event("message", text=f"  CPU threads per training: {n} ({'--threads' if cfg.threads else 'the cores idle now'}"
                                        f"{f', {cfg.workers} workers' if cfg.workers > 1 else ''})"))
     on_event(Event("message", text=f"  method {cfg.method}, budgets {', '.join(b.label() for b in cfg.budgets)}"
@@ -279,18 +275,14 @@ def train_base(base: Architecture, method: Any, data: Any, recipe: Any, cfg: Dis
                budget: Budget | None, on_event: EventSink) -> TrainedBase:
     """Train ``base`` with ``method``'s regulariser (after its ``prepare``); checkpointed under
     ``OUT/base`` (``OUT/base/<tag>`` per budget), so a re-run resumes; the model comes back on the CPU."""
-    import inspect
-
     import torch
 
     from ..models import build_model
+    from ..prune.base import regularizer_options
     from ..train import train
 
-    kw = dict(cfg.regularizer)
-    params = inspect.signature(method.regularizer).parameters
-    if "lr_sum" in params and "lr_sum" not in kw:
-        kw["lr_sum"] = recipe.lr_sum(data.num_train)  # strengths that scale with the run (slimming's auto)
-    hook = method.regularizer(base, budget=budget, **kw) if budget is not None else method.regularizer(base, **kw)
+    kw = regularizer_options(method, cfg.regularizer, budget=budget, lr_sum=recipe.lr_sum(data.num_train))
+    hook = method.regularizer(base, **kw)
     torch.manual_seed(int(cfg.seed))  # the initial weights (the trainer seeds only its own randomness)
     model = method.prepare(build_model(base), base)
     ckpt = cfg.out / "base" if budget is None else cfg.out / "base" / budget.tag()
@@ -298,7 +290,7 @@ def train_base(base: Architecture, method: Any, data: Any, recipe: Any, cfg: Dis
                 checkpoint_dir=ckpt, threads=cfg.threads,
                 on_progress=lambda ev: on_event(Event("train", name="base", progress=ev)))
     model.to("cpu")
-    reg = {k: v for k, v in kw.items() if k != "lr_sum"}
+    reg = {k: v for k, v in kw.items() if k not in ("lr_sum", "budget")}  # the target is recorded as the budget
     if hasattr(hook, "s"):
         reg["s"] = hook.s
     if "lr_sum" in kw:

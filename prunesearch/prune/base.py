@@ -250,6 +250,22 @@ def get_method(name: str) -> PruningMethod:
     return METHODS.get(name)
 
 
+def regularizer_options(method: "PruningMethod", options: dict[str, Any] | None = None, *, budget: Any = None,
+                        ratio: float | None = None, lr_sum: float | None = None) -> dict[str, Any]:
+    """The keyword options for ``method.regularizer``: the caller's ``options``, plus the prune target
+    (``budget``/``ratio``, for methods that prune while training, e.g. soft filter pruning) and the
+    run's learning-rate sum (for strengths that scale with the run, e.g. slimming's ``s="auto"``),
+    each only where the method's regulariser takes it and the caller did not set it."""
+    import inspect
+
+    kw = dict(options or {})
+    params = inspect.signature(method.regularizer).parameters
+    for key, value in (("budget", budget), ("ratio", ratio), ("lr_sum", lr_sum)):
+        if value is not None and key in params and key not in kw:
+            kw[key] = value
+    return kw
+
+
 def check_request(
     method: PruningMethod,
     arch: Architecture,

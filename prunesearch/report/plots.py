@@ -48,8 +48,6 @@ def efficiency_png(report: Report) -> bytes | None:
     shown = [g for g in report.generators if g in lines]
     # arms of one budget have (almost) the same count: spread them a little along x so their error
     # bars do not hide each other (log x: a factor, +-3 % at the ends)
-    import math
-
     counts = sorted({g.param_budget for g in report.budgets if g.param_budget})
     gaps = [math.log(b / a) for a, b in zip(counts, counts[1:]) if a > 0]
     half = min([0.03] + [0.2 * g for g in gaps])  # at most a fifth of the closest budgets' log spacing

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..records import COMPLETE, FAILED
+from .stats import min_exact_p
 from .tables import Cell, Report, RethinkArm
 
 DASH = "—"
@@ -79,8 +80,6 @@ def gap_cell(gap: float | None, ci) -> str:
 
 def seeds_note(n: int) -> str:
     """What n matched seeds can show at all."""
-    from .stats import min_exact_p
-
     if n < 2:
         return f"n = {n} matched seed: no test is possible; run more seeds"
     floor = min_exact_p(n)
@@ -139,8 +138,6 @@ def cells_table(report: Report, group_index: int) -> TextTable:
                 tp = "too few seeds"
             else:
                 tp = f"{pvalue(c.t_test.p_value if c.t_test else None)} / {pvalue(c.p_holm)}"
-            from .stats import min_exact_p
-
             if min_exact_p(c.n_matched) >= 0.05:  # the exact tests can never be small: say so, no p
                 exact = f"n = {c.n_matched}: cannot reach 0.05"
             else:

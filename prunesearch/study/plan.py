@@ -95,8 +95,7 @@ def plan_trials(plan: Plan, base: Architecture) -> list[PlannedTrial]:
                          "params": count_params(arch), "macs": count_macs(arch)}
                 attrs.update(common)
                 attrs.update(
-                    slot=slot, generator=arm, budget=b.value, param_budget=targets[b], seed=seed, index=0,
-                    arch=arch.to_dict(), arch_id=arch.arch_id, params=count_params(arch), macs=count_macs(arch),
+                    slot=slot, param_budget=targets[b], index=0, arch=arch.to_dict(), arch_id=arch.arch_id,
                     budget_error=(achieved - targets[b]) / targets[b], options=opts, plan_hash=plan.arm_hash(arm),
                     cache_key=cache_key(arch.arch_id, recipe, plan.dataset, seed, plan.dataset_options,
                                         plan.val_fraction),
@@ -116,7 +115,7 @@ def plan_trials(plan: Plan, base: Architecture) -> list[PlannedTrial]:
                     attrs = {"generator": SEARCHED, "budget": b.value, "budget_kind": b.kind, "seed": seed}
                     attrs.update(common)
                     attrs.update(
-                        slot=slot, generator=SEARCHED, budget=b.value, param_budget=targets[b], seed=seed, index=i,
+                        slot=slot, param_budget=targets[b], index=i,
                         base_arch=base.to_dict(), options=dict(so), plan_hash=h,
                     )
                     out.append(PlannedTrial(slot, SEARCHED, b.value, seed, i, attrs))

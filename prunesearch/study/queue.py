@@ -60,6 +60,7 @@ from .storage import (
     FAIL_REASON,
     Heartbeat,
     describe_storage,
+    driver_reason,
     fail_stale_trials,
     load_study,
     open_storage,
@@ -336,12 +337,8 @@ class Worker:
             mod = type(e).__module__ or ""
             if not (mod.startswith(("sqlalchemy", "psycopg")) or isinstance(e, optuna.exceptions.StorageInternalError)):
                 raise
-            cause = e.__cause__ or e.__context__ or e  # optuna wraps the driver's error: show the driver's
-            cause = getattr(cause, "orig", None) or cause
-            reason = scrub(" ".join(str(cause).split()), self.storage_text)
-            reason = reason.split("(Background on this error")[0].strip()[:200]
-            raise StorageError(f"lost the storage {describe_storage(self.storage_text)} mid-study ({type(cause).__name__}: "
-                               f"{reason}); no completed trial is lost: start the database again and re-run the "
+            raise StorageError(f"lost the storage {describe_storage(self.storage_text)} mid-study "
+                               f"({driver_reason(e, self.storage_text)}); no completed trial is lost: start the database again and re-run the "
                                "same command (or 'prunesearch worker') to finish") from None
 
     @contextlib.contextmanager

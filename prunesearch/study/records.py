@@ -7,7 +7,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..records import COMPLETE, FAILED, INTERRUPTED, RETHINK, RUNNING, SCRATCH, WAITING, TrialRecord
+from ..records import (COMPLETE, FAILED, INTERRUPTED, RETHINK, RUNNING, SCRATCH, WAITING, TrialRecord,
+                       legacy_final_acc)
 from .storage import FAIL_REASON, STALE_REASON, load_study, open_storage
 
 _STATE = {
@@ -44,11 +45,7 @@ def trial_to_record(t: FrozenTrial, study_name: str | None = None, superseded_by
         extra["retry_of"] = list(history)
     if superseded_by is not None:
         extra["superseded_by"] = superseded_by
-    final = result("final_acc")
-    if final is None and state == COMPLETE and result("best_acc") is not None:
-        # a study written before final-epoch accuracy was recorded: only the optimistic number exists
-        final = result("best_acc")
-        extra["legacy_best_acc"] = True
+    final = legacy_final_acc(result("final_acc"), result("best_acc"), state, extra)
     return TrialRecord(
         generator=str(ua.get("generator", "")),
         budget=float(ua.get("budget", 0.0) or 0.0),

@@ -45,14 +45,15 @@ def plan_of(plan: "Plan | RethinkPlan", base: Any) -> list[PlannedTrial]:
 
 
 def prepare(plan: "Plan | RethinkPlan", storage: str, base: Any = None, data_dir: str | None = None,
-            retry_failed: bool = False) -> Prepared:
-    """Plan ``plan`` on ``base`` (default: its resolved base) and create or resume its study in
-    ``storage`` with every planned trial enqueued once."""
-    if base is None:
-        from ..resolve import plan_base
+            retry_failed: bool = False, planned: list[PlannedTrial] | None = None) -> Prepared:
+    """Plan ``plan`` on ``base`` (default: its resolved base; ``planned``: trials already planned) and
+    create or resume its study in ``storage`` with every planned trial enqueued once."""
+    if planned is None:
+        if base is None:
+            from ..resolve import plan_base
 
-        base = plan_base(plan)
-    planned = plan_of(plan, base)
+            base = plan_base(plan)
+        planned = plan_of(plan, base)
     plan_dict = plan.to_dict()
     plan_dict["model"] = plan_dict.get("model") or getattr(plan, "label", None)
     if data_dir is not None:
@@ -86,11 +87,11 @@ def run_study(
         from .storage import journal_path
 
         check_journal_file(journal_path(storage))  # a directory or a foreign file: before the run dir exists
-    plan_of(plan, base)  # a plan that cannot be planned fails before the run dir exists
+    planned = plan_of(plan, base)  # a plan that cannot be planned fails before the run dir exists
     name = study_name(plan)
     run_dir = make_run_dir(out if out is not None else Path("runs") / name)
     storage = storage or default_storage(run_dir)
-    prepared = prepare(plan, storage, base, data_dir=data_dir, retry_failed=retry_failed)
+    prepared = prepare(plan, storage, data_dir=data_dir, retry_failed=retry_failed, planned=planned)
     write_run_json(run_dir, storage, name, seeds=len(plan.seeds), kind=plan.kind)
     if on_event is not None:
         done = sum(1 for t in prepared.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
@@ -118,9 +119,9 @@ def run_subprocess_workers(storage: str, name: str, device: str, data_dir: str |
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     if threads is None and not str(device).startswith("cuda"):
-        from ..machine import default_threads
+        from ..machine import threads_per_worker
 
-        threads = max(1, default_threads() // n)  # the idle cores, shared: n workers never oversubscribe
+        threads = threads_per_worker(n)  # the idle cores, shared: n workers never oversubscribe
     if threads is not None:
         cmd += ["--threads", str(threads)]
     # stderr is inherited: the workers' progress (and a worker's own error line) shows as it happens

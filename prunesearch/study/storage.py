@@ -57,6 +57,18 @@ def journal_path(storage: str) -> Path | None:
     return None if is_url(s) else Path(s).expanduser()
 
 
+def driver_reason(e: BaseException, storage: str) -> str:
+    """``Type: message`` of a storage driver's error for a one-line message: the driver's own error
+    when Optuna or SQLAlchemy wraps it, whitespace folded, SQLAlchemy's help link cut, secrets
+    scrubbed, at most 200 characters."""
+    cause = getattr(e, "orig", None) or e
+    if isinstance(e, optuna.exceptions.StorageInternalError) and (e.__cause__ or e.__context__):
+        cause = e.__cause__ or e.__context__
+        cause = getattr(cause, "orig", None) or cause
+    reason = scrub(" ".join(str(cause).split()), storage).split("(Background on this error")[0].strip()
+    return f"{type(cause).__name__}: {reason[:200] + '...' if len(reason) > 200 else reason}"
+
+
 def describe_storage(storage: str) -> str:
     """What run.json records: the masked URL, or the journal file's absolute path."""
     path = journal_path(storage)
@@ -111,11 +123,7 @@ def open_storage(
         raise StorageError(f"storage {mask_url(storage)} needs a database driver ({scrub(str(e), storage)}); "
                            "pip install 'prunesearch[postgres]'") from None
     except Exception as e:  # sqlalchemy OperationalError/ArgumentError and friends
-        reason = scrub(" ".join(str(getattr(e, "orig", None) or e).split()), storage)
-        reason = reason.split("(Background on this error")[0].strip()
-        if len(reason) > 200:
-            reason = reason[:200] + "..."
-        raise StorageError(f"cannot reach storage {mask_url(storage)} ({type(e).__name__}: {reason}); "
+        raise StorageError(f"cannot reach storage {mask_url(storage)} ({driver_reason(e, storage)}); "
                            "check the URL, that the server runs and accepts this user") from None
 
 
